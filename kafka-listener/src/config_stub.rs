@@ -1,0 +1,5 @@
+//! Temporary stand-in until the configuration module lands.
+/// Configuration error.
+#[derive(Debug, thiserror::Error)]
+#[error("config")]
+pub struct ConfigError;

@@ -1,0 +1,173 @@
+//! Listener declarations: what `#[kafka_listener]` registers, the handler signature it erases
+//! to, and the extractors handlers take.
+
+mod extract;
+mod record;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+pub use extract::{ExtractError, FromPayload, FromRecord, Json, Key};
+pub use record::{ConsumerRecord, Headers, RecordMeta};
+
+use crate::{BoxError, ProducerTemplate};
+
+/// The future a handler call returns once its arguments are extracted.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Send + 'static>>;
+
+/// A record listener, erased: extracts the arguments from one record and starts the call.
+///
+/// Extraction is separate from the call so that a record that cannot be decoded goes to the
+/// error path without retries, and so that a retry re-extracts from the same record.
+pub type RecordHandlerFn = fn(&ConsumerRecord, &ListenerContext) -> Result<HandlerFuture, ExtractError>;
+
+/// A batch listener, erased: extracts every record's arguments and starts one call with the
+/// records that could be decoded.
+pub type BatchHandlerFn = fn(&[ConsumerRecord], &ListenerContext) -> BatchInvocation;
+
+/// The result of preparing a batch call.
+pub struct BatchInvocation {
+    /// The handler call, over the records that were decoded (`None` if none could be).
+    pub future: Option<HandlerFuture>,
+    /// Index (into the batch) and error of every record that could not be decoded; those go to
+    /// the error path and are not part of the call.
+    pub rejected: Vec<(usize, ExtractError)>,
+}
+
+impl std::fmt::Debug for BatchInvocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchInvocation")
+            .field("future", &self.future.as_ref().map(|_| "…"))
+            .field("rejected", &self.rejected)
+            .finish()
+    }
+}
+
+/// How a listener is called.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Handler {
+    /// Once per record.
+    Record(RecordHandlerFn),
+    /// Once per batch (the records of one partition from one poll cycle).
+    Batch(BatchHandlerFn),
+}
+
+impl Handler {
+    /// Whether this is a batch listener.
+    pub fn is_batch(&self) -> bool {
+        matches!(self, Handler::Batch(_))
+    }
+}
+
+/// A listener declaration, as `#[kafka_listener]` registers it (through `inventory`).
+///
+/// Values are kept as written in the attribute (after macro validation); `${placeholders}` are
+/// resolved against the configuration when the listener starts. Embedders and tests can build
+/// one by hand and give it to [`ListenerContainer`](crate::ListenerContainer).
+#[derive(Debug, Clone)]
+pub struct ListenerDefinition {
+    /// The listener id (default: the function's name). Used in config keys
+    /// `kafka.listener.<id>.*`, logs and metrics.
+    pub id: &'static str,
+    /// Topics to subscribe to.
+    pub topics: &'static [&'static str],
+    /// Consumer group; default `kafka.consumer.group-id`, then the listener id.
+    pub group_id: Option<&'static str>,
+    /// Number of consumers, as written (`"3"` or a placeholder).
+    pub concurrency: Option<&'static str>,
+    /// Ack mode, as written.
+    pub ack_mode: Option<&'static str>,
+    /// Whether the listener starts with the application, as written.
+    pub auto_startup: Option<&'static str>,
+    /// Consumer property overrides, `"key=value"` each, librdkafka names.
+    pub properties: &'static [&'static str],
+    /// Prefix for the consumers' `client.id`.
+    pub client_id_prefix: Option<&'static str>,
+    /// The erased handler.
+    pub handler: Handler,
+    /// Where the listener is declared (`module::path::fn_name`), for messages.
+    pub location: &'static str,
+}
+
+impl ListenerDefinition {
+    /// A definition with only the required parts set, for tests and embedders.
+    pub const fn new(id: &'static str, topics: &'static [&'static str], handler: Handler) -> Self {
+        ListenerDefinition {
+            id,
+            topics,
+            group_id: None,
+            concurrency: None,
+            ack_mode: None,
+            auto_startup: None,
+            properties: &[],
+            client_id_prefix: None,
+            handler,
+            location: "",
+        }
+    }
+}
+
+inventory::collect!(ListenerDefinition);
+
+/// Every listener registered with `#[kafka_listener]` in this binary, sorted by id.
+///
+/// Remember that a library crate's listeners are linked only if the binary references the
+/// crate (`use my_listeners as _;`).
+pub fn registered_listeners() -> Vec<&'static ListenerDefinition> {
+    let mut all: Vec<_> = inventory::iter::<ListenerDefinition>.into_iter().collect();
+    all.sort_by_key(|d| d.id);
+    all
+}
+
+/// Looks up a registered listener by id.
+pub fn find_listener(id: &str) -> Option<&'static ListenerDefinition> {
+    inventory::iter::<ListenerDefinition>
+        .into_iter()
+        .find(|d| d.id == id)
+}
+
+/// What extractors may draw on besides the record itself.
+#[derive(Debug, Clone)]
+pub struct ListenerContext {
+    pub(crate) listener_id: Arc<str>,
+    pub(crate) producer: Option<ProducerTemplate>,
+}
+
+impl ListenerContext {
+    /// The listener's id.
+    pub fn listener_id(&self) -> &str {
+        &self.listener_id
+    }
+
+    /// A context for calling erased handlers in tests.
+    pub fn for_tests(listener_id: &str) -> Self {
+        ListenerContext {
+            listener_id: Arc::from(listener_id),
+            producer: None,
+        }
+    }
+}
+
+/// What a listener function may return: `()` or `Result<(), E>` with `E: Into<BoxError>`.
+#[diagnostic::on_unimplemented(
+    message = "a #[kafka_listener] function must return `()` or `Result<(), E>` where E converts into BoxError, not `{Self}`",
+    label = "unsupported return type"
+)]
+pub trait IntoHandlerResult {
+    /// Converts into the handler outcome.
+    fn into_handler_result(self) -> Result<(), BoxError>;
+}
+
+impl IntoHandlerResult for () {
+    fn into_handler_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError>> IntoHandlerResult for Result<(), E> {
+    fn into_handler_result(self) -> Result<(), BoxError> {
+        self.map_err(Into::into)
+    }
+}

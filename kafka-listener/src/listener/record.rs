@@ -1,0 +1,182 @@
+//! Records as handlers see them: owned copies taken out of librdkafka's buffers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use rdkafka::message::{BorrowedMessage, Headers as _, Message};
+
+/// One record consumed from Kafka, owned (copied out of librdkafka's buffer once).
+///
+/// Handlers usually take extractors ([`Json`](crate::Json), [`RecordMeta`], ...) rather than the
+/// whole record, but `ConsumerRecord` is itself an extractor for handlers that want everything.
+#[derive(Debug, Clone)]
+pub struct ConsumerRecord {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) timestamp: Option<i64>,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) headers: Headers,
+}
+
+impl ConsumerRecord {
+    /// Builds a record by hand, for tests of handlers and for tools.
+    pub fn new(topic: &str, partition: i32, offset: i64) -> Self {
+        ConsumerRecord {
+            topic: Arc::from(topic),
+            partition,
+            offset,
+            timestamp: None,
+            key: None,
+            value: None,
+            headers: Headers::default(),
+        }
+    }
+
+    /// Sets the key (builder style).
+    pub fn with_key(mut self, key: impl Into<Bytes>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets the value (builder style). A record without a value is a tombstone.
+    pub fn with_value(mut self, value: impl Into<Bytes>) -> Self {
+        self.value = Some(value.into());
+        self
+    }
+
+    /// Sets the timestamp in milliseconds since the epoch (builder style).
+    pub fn with_timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = Some(millis);
+        self
+    }
+
+    /// Adds a header (builder style).
+    pub fn with_header(mut self, name: &str, value: Option<impl Into<Bytes>>) -> Self {
+        self.headers.0.push((name.to_owned(), value.map(Into::into)));
+        self
+    }
+
+    /// Copies a message out of librdkafka. `topic` is shared per partition to avoid an
+    /// allocation per record.
+    pub(crate) fn from_message(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> Self {
+        let headers = match message.headers() {
+            Some(headers) => Headers(
+                headers
+                    .iter()
+                    .map(|h| (h.key.to_owned(), h.value.map(Bytes::copy_from_slice)))
+                    .collect(),
+            ),
+            None => Headers::default(),
+        };
+        ConsumerRecord {
+            topic: Arc::clone(topic),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp: message.timestamp().to_millis(),
+            key: message.key().map(Bytes::copy_from_slice),
+            value: message.payload().map(Bytes::copy_from_slice),
+            headers,
+        }
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// The partition.
+    pub fn partition(&self) -> i32 {
+        self.partition
+    }
+
+    /// The offset within the partition.
+    pub fn offset(&self) -> i64 {
+        self.offset
+    }
+
+    /// The record's timestamp (create or log-append time), milliseconds since the epoch.
+    pub fn timestamp(&self) -> Option<i64> {
+        self.timestamp
+    }
+
+    /// The raw key, `None` for a null key.
+    pub fn key(&self) -> Option<&[u8]> {
+        self.key.as_deref()
+    }
+
+    /// The raw value, `None` for a tombstone.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &Headers {
+        &self.headers
+    }
+
+    /// Where this record sits, for logs and extractors.
+    pub fn meta(&self) -> RecordMeta {
+        RecordMeta {
+            topic: Arc::clone(&self.topic),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// A record's headers, in the order they were sent. Names may repeat; values may be null.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(pub(crate) Vec<(String, Option<Bytes>)>);
+
+impl Headers {
+    /// The value of the last header with this name (Kafka's convention for "the" value).
+    /// `None` if absent; `Some(None)` if present with a null value.
+    pub fn last(&self, name: &str) -> Option<Option<&[u8]>> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_deref())
+    }
+
+    /// The last header with this name, as UTF-8 text; `None` if absent, null or not UTF-8.
+    pub fn last_str(&self, name: &str) -> Option<&str> {
+        self.last(name)
+            .flatten()
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// All headers, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
+    }
+
+    /// Number of headers.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Where a record came from: topic, partition, offset, timestamp and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// Timestamp in milliseconds since the epoch, if the record has one.
+    pub timestamp: Option<i64>,
+    /// The raw key, if any.
+    pub key: Option<Bytes>,
+}
