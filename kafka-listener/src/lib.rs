@@ -1,10 +1,13 @@
 //! kafka-listener: declarative Kafka listeners after Spring for Apache Kafka.
 
-#[path = "config_stub.rs"]
 pub mod config;
 mod error;
 mod listener;
 mod producer;
+mod container;
+mod error_handler;
+mod embedded;
+mod runtime;
 
 pub use error::{BoxError, Error, Result};
 pub use kafka_listener_macros::kafka_listener;
@@ -14,6 +17,10 @@ pub use listener::{
     Json, Key, ListenerContext, ListenerDefinition, RecordHandlerFn, RecordMeta,
 };
 pub use producer::{ProducerRecord, ProducerTemplate, SendResult};
+pub use container::{ContainerProperties, ContainerReport, ListenerContainer};
+pub use error_handler::RetryPolicy;
+pub use embedded::EmbeddedCluster;
+pub use runtime::{run, run_with, Application, ApplicationBuilder, ShutdownReport};
 
 /// Re-exported for users who need librdkafka directly.
 pub use rdkafka;

@@ -1,1 +1,197 @@
-//! Shared helpers for the integration tests.
+//! Shared helpers for the integration tests: broker address, topics, producing, reading
+//! committed and end offsets, and waiting for conditions with a deadline.
+
+#![allow(missing_docs, unreachable_pub)]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+
+/// The real broker, from `KAFKA_BOOTSTRAP_SERVERS`. `None` means the real-broker tests are
+/// skipped, unless `KAFKA_REQUIRE_BROKER=1`, which turns a missing broker into a failure
+/// (CI and `scripts/test` set it, so a green run always means the tests really ran).
+pub fn real_broker() -> Option<String> {
+    match std::env::var("KAFKA_BOOTSTRAP_SERVERS") {
+        Ok(s) if !s.trim().is_empty() => Some(s),
+        _ => {
+            assert!(
+                std::env::var("KAFKA_REQUIRE_BROKER").as_deref() != Ok("1"),
+                "KAFKA_REQUIRE_BROKER=1 but KAFKA_BOOTSTRAP_SERVERS is not set"
+            );
+            eprintln!("KAFKA_BOOTSTRAP_SERVERS not set: real-broker test skipped");
+            None
+        }
+    }
+}
+
+/// Installs a test log subscriber once (RUST_LOG controls it; default warnings only).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Creates a topic and waits until its metadata shows every partition.
+pub async fn create_topic(bootstrap: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .expect("create_topics request");
+    for r in results {
+        r.unwrap_or_else(|(t, e)| panic!("creating topic {t}: {e}"));
+    }
+    let bootstrap = bootstrap.to_owned();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("metadata client");
+        wait_blocking(Duration::from_secs(30), "topic metadata", || {
+            consumer
+                .fetch_metadata(Some(&topic), Duration::from_secs(5))
+                .ok()
+                .and_then(|m| {
+                    m.topics()
+                        .first()
+                        .map(|t| t.error().is_none() && t.partitions().len() == partitions as usize)
+                })
+                .unwrap_or(false)
+        });
+    })
+    .await
+    .expect("metadata wait");
+}
+
+/// Produces `(key, value)` pairs to `topic` and waits for every delivery (acks=all).
+pub async fn produce(bootstrap: &str, topic: &str, records: &[(String, Vec<u8>)]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    let futures: Vec<_> = records
+        .iter()
+        .map(|(k, v)| {
+            producer.send(
+                FutureRecord::to(topic).key(k.as_bytes()).payload(v.as_slice()),
+                Duration::from_secs(30),
+            )
+        })
+        .collect();
+    for (i, f) in futures.into_iter().enumerate() {
+        f.await
+            .unwrap_or_else(|(e, _)| panic!("delivering record {i} to {topic}: {e}"));
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+/// Produces `n` JSON records `{"seq": i}` keyed `k{i}`; returns the keys.
+pub async fn produce_seq(bootstrap: &str, topic: &str, from: usize, n: usize) -> Vec<String> {
+    let records: Vec<(String, Vec<u8>)> = (from..from + n)
+        .map(|i| (format!("k{i}"), format!("{{\"seq\":{i}}}").into_bytes()))
+        .collect();
+    produce(bootstrap, topic, &records).await;
+    records.into_iter().map(|(k, _)| k).collect()
+}
+
+/// Committed offset per partition of `group` on `topic` (missing partitions have none).
+pub async fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("offsets client");
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(&topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .expect("committed offsets");
+        committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some((e.partition(), o)),
+                _ => None,
+            })
+            .collect()
+    })
+    .await
+    .expect("committed offsets task")
+}
+
+/// High watermark (end offset) per partition.
+pub async fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let (bootstrap, topic) = (bootstrap.to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("watermark client");
+        (0..partitions)
+            .map(|p| {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                (p, high)
+            })
+            .collect()
+    })
+    .await
+    .expect("watermarks task")
+}
+
+/// Waits (async) until `cond` holds, polling every 20 ms; panics with `what` after `timeout`.
+pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn wait_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

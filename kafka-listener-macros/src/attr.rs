@@ -1,0 +1,617 @@
+//! Parsing and checking the attribute's arguments: `#[kafka_listener(topics = "orders", ...)]`.
+
+use std::collections::HashSet;
+
+use proc_macro2::{Span, TokenStream};
+use syn::parse::Parser;
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprArray, Ident, Lit, LitStr, Meta, Token};
+
+use crate::suggest::{did_you_mean, normalize};
+
+/// Attribute keys, named once so a typo is a compile error here rather than a silent mismatch.
+pub(crate) mod kw {
+    pub(crate) const ID: &str = "id";
+    pub(crate) const TOPICS: &str = "topics";
+    pub(crate) const GROUP_ID: &str = "group_id";
+    pub(crate) const CONCURRENCY: &str = "concurrency";
+    pub(crate) const ACK_MODE: &str = "ack_mode";
+    pub(crate) const BATCH: &str = "batch";
+    pub(crate) const AUTO_STARTUP: &str = "auto_startup";
+    pub(crate) const PROPERTIES: &str = "properties";
+    pub(crate) const CLIENT_ID_PREFIX: &str = "client_id_prefix";
+
+    /// Every key, in the order the docs and error messages list them.
+    pub(crate) const ALL: &[&str] = &[
+        ID,
+        TOPICS,
+        GROUP_ID,
+        CONCURRENCY,
+        ACK_MODE,
+        BATCH,
+        AUTO_STARTUP,
+        PROPERTIES,
+        CLIENT_ID_PREFIX,
+    ];
+
+    /// Spring keys planned for a later version.
+    pub(crate) const NOT_YET: &[&str] = &["topic_pattern", "topic_partitions", "partitions"];
+
+    /// Spring's `containerFactory`, which has no counterpart here.
+    pub(crate) const CONTAINER_FACTORY: &str = "container_factory";
+}
+
+/// The values `ack_mode` accepts (Spring's `AckMode`, snake case).
+pub(crate) const ACK_MODES: &[&str] = &[
+    "record",
+    "batch",
+    "time",
+    "count",
+    "count_time",
+    "manual",
+    "manual_immediate",
+];
+
+/// Kafka's limit on topic name length.
+const MAX_TOPIC_LEN: usize = 249;
+
+/// The attribute's arguments, checked. String values are kept as written (placeholders
+/// included) because the runtime resolves placeholders against its configuration.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerArgs {
+    pub(crate) id: Option<String>,
+    pub(crate) topics: Vec<String>,
+    pub(crate) group_id: Option<String>,
+    pub(crate) concurrency: Option<String>,
+    pub(crate) ack_mode: Option<String>,
+    pub(crate) batch: bool,
+    pub(crate) auto_startup: Option<String>,
+    pub(crate) properties: Vec<String>,
+    pub(crate) client_id_prefix: Option<String>,
+}
+
+/// Collects errors so that one compile reports all of them (serde's approach).
+#[derive(Default)]
+pub(crate) struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(first) => first.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub(crate) fn extend(&mut self, other: Errors) {
+        if let Some(error) = other.0 {
+            self.push(error);
+        }
+    }
+
+    pub(crate) fn into_result(self) -> syn::Result<()> {
+        self.0.map_or(Ok(()), Err)
+    }
+}
+
+/// Parses the attribute. Always returns the arguments it could make sense of (so that the
+/// function's shape can still be checked against `batch`), plus every error found.
+pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
+    let mut args = ListenerArgs::default();
+    let mut errors = Errors::default();
+    let metas = match Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr) {
+        Ok(metas) => metas,
+        Err(error) => {
+            errors.push(error);
+            return (args, errors);
+        }
+    };
+
+    let mut seen = HashSet::new();
+    let mut topics_given = false;
+    for meta in &metas {
+        let Some(key) = meta.path().get_ident() else {
+            errors.push(syn::Error::new_spanned(
+                meta.path(),
+                format!("expected a key, one of: {}", kw::ALL.join(", ")),
+            ));
+            continue;
+        };
+        let name = key.to_string();
+        let known = kw::ALL.iter().find(|k| **k == name);
+        let Some(&known) = known else {
+            // `topic_pattern = ...` already says to use `topics`; "missing `topics`" would repeat it.
+            topics_given |= kw::NOT_YET.contains(&normalize(&name).as_str());
+            errors.push(unknown_key(key));
+            continue;
+        };
+        if !seen.insert(known) {
+            errors.push(syn::Error::new_spanned(
+                key,
+                format!("duplicate key `{known}`; give each key once"),
+            ));
+            continue;
+        }
+        topics_given |= known == kw::TOPICS;
+        if let Err(error) = parse_entry(known, meta, &mut args) {
+            errors.push(error);
+        }
+    }
+    if !topics_given {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "missing `topics`: say which topics to listen to, e.g. #[kafka_listener(topics = \"orders\")]",
+        ));
+    }
+    (args, errors)
+}
+
+fn parse_entry(key: &'static str, meta: &Meta, args: &mut ListenerArgs) -> syn::Result<()> {
+    if key == kw::BATCH {
+        args.batch = match meta {
+            Meta::Path(_) => true,
+            _ => bool_lit(key, value(key, meta)?)?,
+        };
+        return Ok(());
+    }
+    let value = value(key, meta)?;
+    match key {
+        kw::ID => args.id = Some(id(value)?),
+        kw::TOPICS => args.topics = topics(value)?,
+        kw::GROUP_ID => args.group_id = Some(plain_string(key, value)?),
+        kw::CONCURRENCY => args.concurrency = Some(concurrency(value)?),
+        kw::ACK_MODE => args.ack_mode = Some(ack_mode(value)?),
+        kw::AUTO_STARTUP => args.auto_startup = Some(auto_startup(value)?),
+        kw::PROPERTIES => args.properties = properties(value)?,
+        kw::CLIENT_ID_PREFIX => args.client_id_prefix = Some(plain_string(key, value)?),
+        _ => unreachable!("every key in kw::ALL is handled"),
+    }
+    Ok(())
+}
+
+fn unknown_key(key: &Ident) -> syn::Error {
+    let name = key.to_string();
+    let snake = normalize(&name);
+    let message = if kw::NOT_YET.contains(&snake.as_str()) {
+        format!("`{snake}` is not supported yet; use `topics`")
+    } else if snake == kw::CONTAINER_FACTORY {
+        format!(
+            "`{name}` is not needed: configure the listener's container with \
+             kafka.listener.<id>.* properties"
+        )
+    } else if let Some(suggestion) = did_you_mean(&name, kw::ALL) {
+        format!(
+            "unknown key `{name}`; did you mean `{suggestion}`? (keys are: {})",
+            kw::ALL.join(", ")
+        )
+    } else {
+        format!(
+            "unknown key `{name}`; expected one of: {}",
+            kw::ALL.join(", ")
+        )
+    };
+    syn::Error::new_spanned(key, message)
+}
+
+/// How each key is written, for "expected ..." messages.
+fn example(key: &str) -> &'static str {
+    match key {
+        kw::ID => "id = \"order-listener\"",
+        kw::TOPICS => "topics = [\"orders\", \"returns\"]",
+        kw::GROUP_ID => "group_id = \"billing\"",
+        kw::CONCURRENCY => "concurrency = 3",
+        kw::ACK_MODE => "ack_mode = \"record\"",
+        kw::BATCH => "batch = true",
+        kw::AUTO_STARTUP => "auto_startup = false",
+        kw::PROPERTIES => "properties = [\"max.poll.records=100\"]",
+        kw::CLIENT_ID_PREFIX => "client_id_prefix = \"billing\"",
+        _ => "key = value",
+    }
+}
+
+fn value<'a>(key: &str, meta: &'a Meta) -> syn::Result<&'a Expr> {
+    match meta {
+        Meta::NameValue(nv) => Ok(ungroup(&nv.value)),
+        Meta::Path(path) => Err(syn::Error::new_spanned(
+            path,
+            format!("`{key}` needs a value: `{}`", example(key)),
+        )),
+        Meta::List(list) => Err(syn::Error::new_spanned(
+            list,
+            format!("write `{key}` as `{}`", example(key)),
+        )),
+    }
+}
+
+/// Values passed through `macro_rules!` arrive wrapped in invisible groups.
+fn ungroup(mut expr: &Expr) -> &Expr {
+    while let Expr::Group(group) = expr {
+        expr = &group.expr;
+    }
+    expr
+}
+
+fn lit(expr: &Expr) -> Option<&Lit> {
+    match expr {
+        Expr::Lit(lit) => Some(&lit.lit),
+        _ => None,
+    }
+}
+
+fn str_lit<'a>(key: &str, expr: &'a Expr) -> syn::Result<&'a LitStr> {
+    match lit(expr) {
+        Some(Lit::Str(s)) => Ok(s),
+        _ => Err(syn::Error::new_spanned(
+            expr,
+            format!("expected a string: `{}`", example(key)),
+        )),
+    }
+}
+
+fn bool_lit(key: &str, expr: &Expr) -> syn::Result<bool> {
+    match lit(expr) {
+        Some(Lit::Bool(b)) => Ok(b.value),
+        _ => Err(syn::Error::new_spanned(
+            expr,
+            format!("expected `true` or `false`: `{}`", example(key)),
+        )),
+    }
+}
+
+fn str_list<'a>(key: &str, expr: &'a Expr) -> syn::Result<(&'a ExprArray, Vec<&'a LitStr>)> {
+    let Expr::Array(array) = expr else {
+        return Err(syn::Error::new_spanned(
+            expr,
+            format!("expected a list of strings: `{}`", example(key)),
+        ));
+    };
+    let items = array
+        .elems
+        .iter()
+        .map(|elem| str_lit(key, ungroup(elem)))
+        .collect::<syn::Result<_>>()?;
+    Ok((array, items))
+}
+
+fn id(expr: &Expr) -> syn::Result<String> {
+    let lit = str_lit(kw::ID, expr)?;
+    let value = lit.value();
+    if value.is_empty() {
+        return Err(syn::Error::new_spanned(lit, "`id` must not be empty"));
+    }
+    if value.contains("${") {
+        return Err(syn::Error::new_spanned(
+            lit,
+            "`id` cannot be a placeholder: it names the listener's config keys \
+             (kafka.listener.<id>.*), so it is fixed at compile time",
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(syn::Error::new_spanned(
+            lit,
+            format!(
+                "`id` may use only letters, digits, `_`, `.` and `-` (it names config keys \
+                 kafka.listener.<id>.*); found `{bad}`"
+            ),
+        ));
+    }
+    Ok(value)
+}
+
+fn topics(expr: &Expr) -> syn::Result<Vec<String>> {
+    let lits = match expr {
+        Expr::Array(_) => {
+            let (array, items) = str_list(kw::TOPICS, expr)?;
+            if items.is_empty() {
+                return Err(syn::Error::new_spanned(
+                    array,
+                    "`topics` needs at least one topic: `topics = [\"orders\"]`",
+                ));
+            }
+            items
+        }
+        _ => vec![str_lit(kw::TOPICS, expr)?],
+    };
+    let mut errors = Errors::default();
+    let mut topics = Vec::with_capacity(lits.len());
+    for lit in lits {
+        match topic(lit) {
+            Ok(topic) => topics.push(topic),
+            Err(error) => errors.push(error),
+        }
+    }
+    errors.into_result().map(|()| topics)
+}
+
+fn topic(lit: &LitStr) -> syn::Result<String> {
+    let value = lit.value();
+    if value.is_empty() {
+        return Err(syn::Error::new_spanned(lit, "topic name must not be empty"));
+    }
+    let literal = check_placeholders(&value).map_err(|m| syn::Error::new_spanned(lit, m))?;
+    // Only the text outside placeholders is known now; the runtime checks the resolved name.
+    if let Some(bad) = literal
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+    {
+        return Err(syn::Error::new_spanned(
+            lit,
+            format!(
+                "invalid topic name `{value}`: Kafka topic names use only letters, digits, \
+                 `_`, `.` and `-`; found `{bad}`"
+            ),
+        ));
+    }
+    if !value.contains("${") && value.len() > MAX_TOPIC_LEN {
+        return Err(syn::Error::new_spanned(
+            lit,
+            format!("topic name is longer than Kafka's limit of {MAX_TOPIC_LEN} characters"),
+        ));
+    }
+    Ok(value)
+}
+
+fn plain_string(key: &str, expr: &Expr) -> syn::Result<String> {
+    let lit = str_lit(key, expr)?;
+    let value = lit.value();
+    if value.is_empty() {
+        return Err(syn::Error::new_spanned(
+            lit,
+            format!("`{key}` must not be empty; leave it out to use the default"),
+        ));
+    }
+    check_placeholders(&value).map_err(|m| syn::Error::new_spanned(lit, m))?;
+    Ok(value)
+}
+
+fn concurrency(expr: &Expr) -> syn::Result<String> {
+    const EXPECTED: &str =
+        "`concurrency` is a positive integer (`concurrency = 3`) or a placeholder (`concurrency = \"${ORDERS_CONCURRENCY:3}\"`)";
+    match lit(expr) {
+        Some(Lit::Int(int)) => match int.base10_parse::<u32>() {
+            Ok(0) => Err(syn::Error::new_spanned(
+                int,
+                "`concurrency` must be at least 1 (the number of consumers)",
+            )),
+            Ok(n) => Ok(n.to_string()),
+            Err(_) => Err(syn::Error::new_spanned(int, EXPECTED)),
+        },
+        Some(Lit::Str(s)) => {
+            let value = s.value();
+            let positive = |text: &str| text.parse::<u32>().is_ok_and(|n| n >= 1);
+            let ok = match whole_placeholder(&value) {
+                Some(Placeholder { default }) => default.is_none_or(positive),
+                None => positive(&value),
+            };
+            if ok {
+                Ok(value)
+            } else {
+                Err(syn::Error::new_spanned(s, EXPECTED))
+            }
+        }
+        _ => Err(syn::Error::new_spanned(expr, EXPECTED)),
+    }
+}
+
+fn ack_mode(expr: &Expr) -> syn::Result<String> {
+    let lit = str_lit(kw::ACK_MODE, expr)?;
+    let value = lit.value();
+    let (checked, in_placeholder) = match whole_placeholder(&value) {
+        Some(Placeholder { default: None }) => return Ok(value),
+        Some(Placeholder {
+            default: Some(default),
+        }) => (default.to_owned(), true),
+        None => (value.clone(), false),
+    };
+    if ACK_MODES.contains(&checked.as_str()) {
+        return Ok(value);
+    }
+    let hint = match did_you_mean(&checked, ACK_MODES) {
+        Some(suggestion) => format!("; did you mean `{suggestion}`?"),
+        None => ".".to_owned(),
+    };
+    let what = if in_placeholder {
+        "default ack mode"
+    } else {
+        "ack mode"
+    };
+    Err(syn::Error::new_spanned(
+        lit,
+        format!(
+            "unknown {what} `{checked}`{hint} Expected one of: {}, or a placeholder like \"${{ACK_MODE:record}}\"",
+            ACK_MODES.join(", ")
+        ),
+    ))
+}
+
+fn auto_startup(expr: &Expr) -> syn::Result<String> {
+    const EXPECTED: &str =
+        "`auto_startup` is `true`, `false` or a placeholder (`auto_startup = \"${ORDERS_ENABLED:true}\"`)";
+    match lit(expr) {
+        Some(Lit::Bool(b)) => Ok(b.value.to_string()),
+        Some(Lit::Str(s)) => {
+            let value = s.value();
+            match whole_placeholder(&value) {
+                Some(Placeholder { default })
+                    if default.is_none_or(|d| d == "true" || d == "false") =>
+                {
+                    Ok(value)
+                }
+                _ => Err(syn::Error::new_spanned(s, EXPECTED)),
+            }
+        }
+        _ => Err(syn::Error::new_spanned(expr, EXPECTED)),
+    }
+}
+
+fn properties(expr: &Expr) -> syn::Result<Vec<String>> {
+    let (_, lits) = str_list(kw::PROPERTIES, expr)?;
+    let mut errors = Errors::default();
+    let mut properties = Vec::with_capacity(lits.len());
+    for lit in lits {
+        let value = lit.value();
+        match value.split_once('=') {
+            Some((key, _)) if !key.trim().is_empty() => properties.push(value),
+            _ => errors.push(syn::Error::new_spanned(
+                lit,
+                format!(
+                    "property `{value}` must be `key=value` with a librdkafka key, \
+                     e.g. \"max.poll.records=100\""
+                ),
+            )),
+        }
+    }
+    errors.into_result().map(|()| properties)
+}
+
+/// A value that is exactly one `${name}` or `${name:default}`; only the default can be checked
+/// at compile time.
+struct Placeholder<'a> {
+    default: Option<&'a str>,
+}
+
+fn whole_placeholder(value: &str) -> Option<Placeholder<'_>> {
+    let inner = value.strip_prefix("${")?.strip_suffix('}')?;
+    if inner.contains("${") || inner.contains('}') {
+        return None;
+    }
+    let (name, default) = match inner.split_once(':') {
+        Some((name, default)) => (name, Some(default)),
+        None => (inner, None),
+    };
+    (!name.trim().is_empty()).then_some(Placeholder { default })
+}
+
+/// Checks that every `${` is closed and names something; returns the text outside placeholders.
+fn check_placeholders(value: &str) -> Result<String, String> {
+    let mut literal = String::new();
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        literal.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let mut depth = 1;
+        let mut end = None;
+        let mut chars = after.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '$' if chars.peek().map(|(_, c)| *c) == Some('{') => {
+                    chars.next();
+                    depth += 1;
+                }
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else {
+            return Err(format!("unclosed placeholder in `{value}`: expected `}}`"));
+        };
+        let name = after[..end].split(':').next().unwrap_or_default();
+        if name.trim().is_empty() {
+            return Err(format!(
+                "empty placeholder in `{value}`: write `${{property.name}}` or `${{property.name:default}}`"
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    literal.push_str(rest);
+    Ok(literal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn parse_ok(attr: TokenStream) -> ListenerArgs {
+        let (args, errors) = parse(attr);
+        if let Err(error) = errors.into_result() {
+            panic!("expected the attribute to parse, got: {error}");
+        }
+        args
+    }
+
+    fn parse_err(attr: TokenStream) -> String {
+        let (_, errors) = parse(attr);
+        match errors.into_result() {
+            Ok(()) => panic!("expected an error"),
+            Err(error) => error
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+
+    #[test]
+    fn single_topic_and_list_of_topics_parse() {
+        assert_eq!(parse_ok(quote!(topics = "a")).topics, ["a"]);
+        assert_eq!(parse_ok(quote!(topics = ["a", "b"])).topics, ["a", "b"]);
+    }
+
+    #[test]
+    fn batch_is_a_flag_or_a_bool() {
+        assert!(parse_ok(quote!(topics = "a", batch)).batch);
+        assert!(!parse_ok(quote!(topics = "a", batch = false)).batch);
+        assert!(!parse_ok(quote!(topics = "a")).batch);
+    }
+
+    #[test]
+    fn placeholders_are_kept_verbatim() {
+        let args = parse_ok(quote!(
+            topics = "${ORDERS_TOPIC:orders}",
+            concurrency = "${CONC:3}",
+            ack_mode = "${ACK}",
+            auto_startup = "${ENABLED:false}"
+        ));
+        assert_eq!(args.topics, ["${ORDERS_TOPIC:orders}"]);
+        assert_eq!(args.concurrency.as_deref(), Some("${CONC:3}"));
+        assert_eq!(args.ack_mode.as_deref(), Some("${ACK}"));
+        assert_eq!(args.auto_startup.as_deref(), Some("${ENABLED:false}"));
+    }
+
+    #[test]
+    fn all_errors_are_reported_together() {
+        let message = parse_err(quote!(groupId = "g", concurrency = 0, ack_mode = "recrod"));
+        assert!(message.contains("did you mean `group_id`"), "{message}");
+        assert!(message.contains("at least 1"), "{message}");
+        assert!(message.contains("did you mean `record`"), "{message}");
+        assert!(message.contains("missing `topics`"), "{message}");
+    }
+
+    #[test]
+    fn spring_spellings_get_hints() {
+        assert!(parse_err(quote!(topics = "a", ackMode = "record")).contains("`ack_mode`"));
+        assert!(parse_err(quote!(topics = "a", autoStartup = false)).contains("`auto_startup`"));
+        assert!(
+            parse_err(quote!(topics = "a", clientIdPrefix = "c")).contains("`client_id_prefix`")
+        );
+        assert!(parse_err(quote!(topic = "a")).contains("did you mean `topics`"));
+        assert!(parse_err(quote!(topicPattern = "a.*"))
+            .contains("`topic_pattern` is not supported yet; use `topics`"));
+        assert!(parse_err(quote!(topics = "a", containerFactory = "f")).contains("not needed"));
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(parse_err(quote!(topics = "a", id = "has space")).contains("found ` `"));
+        assert!(parse_err(quote!(topics = "a", id = "${ID}")).contains("cannot be a placeholder"));
+        assert!(parse_err(quote!(topics = "${oops")).contains("unclosed placeholder"));
+        assert!(parse_err(quote!(topics = "a b")).contains("invalid topic name"));
+        assert!(parse_err(quote!(topics = "a", concurrency = "${C:0}")).contains("positive"));
+        assert!(parse_err(quote!(topics = "a", concurrency = "x")).contains("positive"));
+        assert!(parse_err(quote!(topics = "a", auto_startup = "true")).contains("placeholder"));
+        assert!(
+            parse_err(quote!(topics = "a", ack_mode = "${A:manual-immediate}"))
+                .contains("did you mean `manual_immediate`")
+        );
+        assert!(parse_err(quote!(topics = "a", properties = ["=x"])).contains("key=value"));
+    }
+}

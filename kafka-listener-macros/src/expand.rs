@@ -1,0 +1,247 @@
+//! Generating the registration: an erased handler plus an `inventory` submission, next to the
+//! user's function (which is emitted unchanged).
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Attribute, Signature, Type, Visibility};
+
+use crate::attr::{self, ListenerArgs};
+use crate::validate::{self, Argument};
+
+/// The function under the attribute. The body is kept as raw tokens, so a syntax error inside
+/// it is reported by rustc as usual rather than hiding the listener (tokio's approach).
+struct ListenerFn {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    body: TokenTree,
+}
+
+impl Parse for ListenerFn {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis = input.parse()?;
+        let sig = input.parse()?;
+        let body: TokenTree = input.parse()?;
+        match &body {
+            TokenTree::Group(group) if group.delimiter() == proc_macro2::Delimiter::Brace => {}
+            _ => return Err(syn::Error::new_spanned(&body, "expected the function body")),
+        }
+        if !input.is_empty() {
+            return Err(input.error("unexpected tokens after the function body"));
+        }
+        Ok(ListenerFn {
+            attrs,
+            vis,
+            sig,
+            body,
+        })
+    }
+}
+
+impl ToTokens for ListenerFn {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        for attr in &self.attrs {
+            attr.to_tokens(tokens);
+        }
+        self.vis.to_tokens(tokens);
+        self.sig.to_tokens(tokens);
+        self.body.to_tokens(tokens);
+    }
+}
+
+/// The whole macro: parse, check, generate. On any error the function is still emitted as
+/// written, so the user sees only the real error and the IDE keeps working.
+pub(crate) fn kafka_listener(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ListenerFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(_) => {
+            let error = syn::Error::new(
+                Span::call_site(),
+                "#[kafka_listener] goes on an async fn: `async fn on_order(order: Json<Order>) { ... }`",
+            )
+            .to_compile_error();
+            return quote!(#item #error);
+        }
+    };
+    let (args, mut errors) = attr::parse(attr);
+    let (arguments, shape_errors) = validate::check(&func.sig, args.batch);
+    errors.extend(shape_errors);
+    match errors.into_result() {
+        Ok(()) => {
+            let registration = registration(&args, &func.sig, &arguments);
+            quote!(#func #registration)
+        }
+        Err(error) => {
+            let error = error.to_compile_error();
+            quote!(#func #error)
+        }
+    }
+}
+
+/// Name of the erased handler inside the `const _` block; unusual enough not to shadow the
+/// user's function, which the handler calls by name.
+fn handler_ident() -> syn::Ident {
+    format_ident!("__kafka_listener_handler")
+}
+
+fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]) -> TokenStream {
+    let handler = if args.batch {
+        batch_handler(sig, arguments)
+    } else {
+        record_handler(sig, arguments)
+    };
+    let handler_ident = handler_ident();
+    let variant = if args.batch {
+        quote!(Batch)
+    } else {
+        quote!(Record)
+    };
+    let fn_name = sig.ident.unraw().to_string();
+    let id = args.id.clone().unwrap_or_else(|| fn_name.clone());
+    let topics = &args.topics;
+    let properties = &args.properties;
+    let group_id = optional(args.group_id.as_deref());
+    let concurrency = optional(args.concurrency.as_deref());
+    let ack_mode = optional(args.ack_mode.as_deref());
+    let auto_startup = optional(args.auto_startup.as_deref());
+    let client_id_prefix = optional(args.client_id_prefix.as_deref());
+    let location_suffix = format!("::{fn_name}");
+    quote! {
+        const _: () = {
+            #handler
+
+            ::kafka_listener::__private::inventory::submit! {
+                ::kafka_listener::__private::ListenerDefinition {
+                    id: #id,
+                    topics: &[#(#topics),*],
+                    group_id: #group_id,
+                    concurrency: #concurrency,
+                    ack_mode: #ack_mode,
+                    auto_startup: #auto_startup,
+                    properties: &[#(#properties),*],
+                    client_id_prefix: #client_id_prefix,
+                    handler: ::kafka_listener::__private::Handler::#variant(#handler_ident),
+                    location: ::core::concat!(::core::module_path!(), #location_suffix),
+                }
+            }
+        };
+    }
+}
+
+fn optional(value: Option<&str>) -> TokenStream {
+    match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// `<Ret as IntoHandlerResult>::into_handler_result(f(args).await)`, with the return type's own
+/// tokens in the qualified path so an unsupported return type is reported on it.
+fn call_user_fn(sig: &Signature, values: &[syn::Ident]) -> TokenStream {
+    let fn_name = &sig.ident;
+    let (ret, span) = match &sig.output {
+        syn::ReturnType::Default => (quote!(()), sig.ident.span()),
+        syn::ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
+    };
+    quote_spanned! {span=>
+        <#ret as ::kafka_listener::__private::IntoHandlerResult>::into_handler_result(
+            #fn_name(#(#values),*).await
+        )
+    }
+}
+
+/// Boxes the call (the caller coerces it to `HandlerFuture`); spanned at the function's name so
+/// that a future that is not `Send` is reported against the listener.
+fn boxed_future(sig: &Signature, call: TokenStream) -> TokenStream {
+    quote_spanned! {sig.ident.span()=>
+        ::std::boxed::Box::pin(async move { #call })
+    }
+}
+
+/// `<E as FromRecord>::from_record(record, cx)`, spanned at the argument's type so a type that
+/// is not an extractor is reported there (with `FromRecord`'s list of extractors).
+fn extract(ty: &Type, record: &syn::Ident) -> TokenStream {
+    quote_spanned! {ty.span()=>
+        <#ty as ::kafka_listener::__private::FromRecord>::from_record(#record, __cx)
+    }
+}
+
+fn record_handler(sig: &Signature, arguments: &[Argument<'_>]) -> TokenStream {
+    let handler_ident = handler_ident();
+    let record = format_ident!("__record");
+    let values: Vec<_> = (0..arguments.len())
+        .map(|i| format_ident!("__arg{}", i))
+        .collect();
+    let extracts = arguments.iter().map(|a| extract(a.extracted, &record));
+    let future = boxed_future(sig, call_user_fn(sig, &values));
+    quote! {
+        fn #handler_ident(
+            #record: &::kafka_listener::__private::ConsumerRecord,
+            __cx: &::kafka_listener::__private::ListenerContext,
+        ) -> ::core::result::Result<
+            ::kafka_listener::__private::HandlerFuture,
+            ::kafka_listener::__private::ExtractError,
+        > {
+            #( let #values = #extracts?; )*
+            ::core::result::Result::Ok(#future)
+        }
+    }
+}
+
+fn batch_handler(sig: &Signature, arguments: &[Argument<'_>]) -> TokenStream {
+    let handler_ident = handler_ident();
+    let record = format_ident!("__record");
+    let vectors: Vec<_> = (0..arguments.len())
+        .map(|i| format_ident!("__vec{}", i))
+        .collect();
+    let items: Vec<_> = (0..arguments.len())
+        .map(|i| format_ident!("__item{}", i))
+        .collect();
+    let element_types: Vec<_> = arguments.iter().map(|a| a.extracted).collect();
+    let extracts = arguments.iter().map(|a| extract(a.extracted, &record));
+    let future = boxed_future(sig, call_user_fn(sig, &vectors));
+    quote! {
+        fn #handler_ident(
+            __records: &[::kafka_listener::__private::ConsumerRecord],
+            __cx: &::kafka_listener::__private::ListenerContext,
+        ) -> ::kafka_listener::__private::BatchInvocation {
+            #(
+                let mut #vectors: ::std::vec::Vec<#element_types> =
+                    ::std::vec::Vec::with_capacity(__records.len());
+            )*
+            let mut __rejected = ::std::vec::Vec::new();
+            let mut __decoded = 0usize;
+            // Every argument is extracted before any is pushed, so that a record is either in
+            // all vectors or rejected, and the vectors stay aligned.
+            fn __extract_all(
+                #record: &::kafka_listener::__private::ConsumerRecord,
+                __cx: &::kafka_listener::__private::ListenerContext,
+            ) -> ::core::result::Result<( #( #element_types, )* ), ::kafka_listener::__private::ExtractError> {
+                ::core::result::Result::Ok(( #( #extracts?, )* ))
+            }
+            for (__index, __record) in __records.iter().enumerate() {
+                match __extract_all(__record, __cx) {
+                    ::core::result::Result::Ok(( #( #items, )* )) => {
+                        #( #vectors.push(#items); )*
+                        __decoded += 1;
+                    }
+                    ::core::result::Result::Err(__error) => __rejected.push((__index, __error)),
+                }
+            }
+            let __future: ::core::option::Option<::kafka_listener::__private::HandlerFuture> =
+                if __decoded == 0 {
+                ::core::option::Option::None
+            } else {
+                ::core::option::Option::Some(#future)
+            };
+            ::kafka_listener::__private::BatchInvocation {
+                future: __future,
+                rejected: __rejected,
+            }
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! One consumer: a dedicated OS thread that owns the librdkafka consumer and every call on it.
+//!
+//! The thread polls, copies records out in per-partition chunks (one channel message per
+//! partition per poll cycle), hands them to the partition workers, pauses partitions whose
+//! queue is full and resumes them once drained, commits what the ack mode allows, and runs the
+//! rebalance protocol inside librdkafka's callback. Handlers never run here, so blocking in the
+//! rebalance callback (waiting for in-flight handlers) is safe.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::partition::{Chunk, Counters, PartitionState, Worker};
+use super::ContainerProperties;
+use crate::listener::{ConsumerRecord, Handler, ListenerContext};
+
+/// A partition assigned to this consumer, seen from the consumer thread.
+struct Assigned {
+    state: Arc<PartitionState>,
+    tx: mpsc::UnboundedSender<Chunk>,
+    /// Records handed to the worker since assignment.
+    dispatched: u64,
+}
+
+/// What the poll loop and the rebalance callback (same thread) share.
+pub(crate) struct ConsumerCore {
+    pub(crate) name: String,
+    props: Arc<ContainerProperties>,
+    handler: Handler,
+    cx: ListenerContext,
+    counters: Arc<Counters>,
+    runtime: tokio::runtime::Handle,
+    assigned: Mutex<Vec<Assigned>>,
+    /// Set once shutdown committed: the revoke that librdkafka runs while closing must not
+    /// commit again (work cut off by the deadline may finish late and must stay uncommitted).
+    closed: AtomicBool,
+    pub(crate) rebalances: AtomicU64,
+}
+
+impl ConsumerCore {
+    pub(crate) fn new(
+        name: String,
+        props: Arc<ContainerProperties>,
+        handler: Handler,
+        cx: ListenerContext,
+        counters: Arc<Counters>,
+        runtime: tokio::runtime::Handle,
+    ) -> Self {
+        ConsumerCore {
+            name,
+            props,
+            handler,
+            cx,
+            counters,
+            runtime,
+            assigned: Mutex::new(Vec::new()),
+            closed: AtomicBool::new(false),
+            rebalances: AtomicU64::new(0),
+        }
+    }
+
+    fn assigned(&self) -> MutexGuard<'_, Vec<Assigned>> {
+        // Only this consumer's thread locks it; poisoning would mean a panic here, and the
+        // state is still consistent (plain data), so carry on.
+        self.assigned.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn assign(&self, tpl: &TopicPartitionList) {
+        let mut assigned = self.assigned();
+        for elem in tpl.elements() {
+            let (topic, partition) = (elem.topic(), elem.partition());
+            if assigned
+                .iter()
+                .any(|a| a.state.partition == partition && &*a.state.topic == topic)
+            {
+                continue;
+            }
+            let state = Arc::new(PartitionState::new(Arc::from(topic), partition));
+            let (tx, rx) = mpsc::unbounded_channel();
+            let worker = Worker {
+                state: Arc::clone(&state),
+                handler: self.handler,
+                cx: self.cx.clone(),
+                retry: self.props.retry,
+                ack_mode: self.props.ack_mode,
+                counters: Arc::clone(&self.counters),
+            };
+            self.runtime.spawn(worker.run(rx));
+            assigned.push(Assigned {
+                state,
+                tx,
+                dispatched: 0,
+            });
+        }
+        tracing::info!(consumer = %self.name, partitions = %describe(tpl), "partitions assigned");
+    }
+
+    /// Revoke protocol: stop the partitions' workers, wait for in-flight handlers up to the
+    /// revoke deadline, commit what finished (unless the assignment was lost), forget them.
+    fn revoke<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList) {
+        let lost = consumer.assignment_lost();
+        let mut assigned = self.assigned();
+        let revoked: Vec<Assigned> = {
+            let mut keep = Vec::with_capacity(assigned.len());
+            let mut gone = Vec::new();
+            for a in assigned.drain(..) {
+                let hit = tpl
+                    .elements()
+                    .iter()
+                    .any(|e| e.partition() == a.state.partition && e.topic() == &*a.state.topic);
+                if hit {
+                    gone.push(a);
+                } else {
+                    keep.push(a);
+                }
+            }
+            *assigned = keep;
+            gone
+        };
+        drop(assigned);
+        if revoked.is_empty() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        for a in &revoked {
+            a.state.stop.cancel();
+        }
+        if lost {
+            tracing::warn!(consumer = %self.name, partitions = %describe(tpl),
+                "partitions lost: nothing committed; their unfinished records will be redelivered to the new owner");
+            return;
+        }
+        let deadline = Instant::now() + self.props.revoke_timeout;
+        for a in &revoked {
+            if !a.state.wait_exited(deadline) {
+                tracing::warn!(consumer = %self.name, topic = %a.state.topic, partition = a.state.partition,
+                    "revoke: handler still running at kafka.listener.revoke-timeout; its record stays uncommitted and will be redelivered");
+            }
+        }
+        let committed = commit(consumer, &self.name, &revoked, CommitMode::Sync, |s| {
+            s.offsets.pending_finished()
+        });
+        tracing::info!(consumer = %self.name, partitions = %describe(tpl), committed, "partitions revoked");
+    }
+
+    fn commit_failed(&self, offsets: &TopicPartitionList) {
+        for a in self.assigned().iter() {
+            if offsets
+                .elements()
+                .iter()
+                .any(|e| e.partition() == a.state.partition && e.topic() == &*a.state.topic)
+            {
+                a.state.offsets.commit_failed();
+            }
+        }
+    }
+}
+
+/// Commits `offset_of` for each partition that has one; returns how many partitions it
+/// committed (0 on failure, which is logged).
+fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    name: &str,
+    partitions: &[Assigned],
+    mode: CommitMode,
+    offset_of: impl Fn(&PartitionState) -> Option<i64>,
+) -> usize {
+    let mut tpl = TopicPartitionList::new();
+    let mut picked = Vec::new();
+    for a in partitions {
+        if let Some(offset) = offset_of(&a.state) {
+            if tpl
+                .add_partition_offset(&a.state.topic, a.state.partition, Offset::Offset(offset))
+                .is_ok()
+            {
+                picked.push((&a.state, offset));
+            }
+        }
+    }
+    if picked.is_empty() {
+        return 0;
+    }
+    match consumer.commit(&tpl, mode) {
+        Ok(()) => {
+            for (state, offset) in &picked {
+                state.offsets.committed(*offset);
+            }
+            picked.len()
+        }
+        Err(e) => {
+            tracing::warn!(consumer = %name, error = %e, offsets = %describe(&tpl), ?mode, "commit failed; will retry");
+            0
+        }
+    }
+}
+
+fn describe(tpl: &TopicPartitionList) -> String {
+    let mut out = String::new();
+    for (i, e) in tpl.elements().iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(e.topic());
+        out.push('-');
+        out.push_str(&e.partition().to_string());
+        if let Offset::Offset(o) = e.offset() {
+            out.push('@');
+            out.push_str(&o.to_string());
+        }
+    }
+    if out.is_empty() {
+        out.push_str("(none)");
+    }
+    out
+}
+
+/// librdkafka's view of our core: routes rebalance and commit callbacks and logs.
+pub(crate) struct CoreContext(pub(crate) Arc<ConsumerCore>);
+
+impl ClientContext for CoreContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        crate::runtime::log_librdkafka(&self.0.name, level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!(consumer = %self.0.name, error = %error, "librdkafka: {reason}");
+    }
+}
+
+impl ConsumerContext for CoreContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.0.rebalances.fetch_add(1, Ordering::Relaxed);
+        match rebalance {
+            Rebalance::Revoke(tpl) => self.0.revoke(consumer, tpl),
+            Rebalance::Assign(_) => {}
+            Rebalance::Error(e) => {
+                tracing::warn!(consumer = %self.0.name, error = %e, "rebalance error");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            self.0.assign(tpl);
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::warn!(consumer = %self.0.name, error = %e, offsets = %describe(offsets), "asynchronous commit failed; will commit again");
+            self.0.commit_failed(offsets);
+        }
+    }
+}
+
+/// What a consumer thread reports when it ends.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct ConsumerReport {
+    pub(crate) committed_partitions: usize,
+    pub(crate) redeliverable: u64,
+    pub(crate) commit_failures: usize,
+    pub(crate) handlers_cut_off: usize,
+}
+
+/// The poll loop. Returns when `stop` is set, after the shutdown protocol.
+pub(crate) fn poll_loop(
+    consumer: BaseConsumer<CoreContext>,
+    stop: &AtomicBool,
+    deadline: &Mutex<Option<Instant>>,
+) -> ConsumerReport {
+    let core = Arc::clone(&consumer.context().0);
+    let props = Arc::clone(&core.props);
+    let slice = props.poll_timeout.min(Duration::from_millis(100));
+    let max = props.max_poll_records.max(1);
+    let high_water = max;
+    let low_water = (max / 2).max(1);
+    // Chunks of this cycle, in arrival order: (partition index key, records).
+    let mut cycle: Vec<((Arc<str>, i32), Chunk)> = Vec::new();
+
+    while !stop.load(Ordering::Acquire) {
+        let mut timeout = slice;
+        let mut taken = 0;
+        while taken < max {
+            match consumer.poll(timeout) {
+                None => break,
+                Some(Err(e)) => {
+                    tracing::warn!(consumer = %core.name, error = %e, "consumer error");
+                    break;
+                }
+                Some(Ok(message)) => {
+                    route(&message, &mut cycle, &core);
+                    taken += 1;
+                    timeout = Duration::ZERO;
+                }
+            }
+        }
+        if !cycle.is_empty() {
+            dispatch(&consumer, &core, &mut cycle, high_water);
+        }
+        let assigned = core.assigned();
+        commit(&consumer, &core.name, &assigned, CommitMode::Async, |s| {
+            s.offsets.pending_ack()
+        });
+        resume_drained(&consumer, &core.name, &assigned, low_water);
+    }
+    let deadline = deadline
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .unwrap_or_else(|| Instant::now() + props.shutdown_timeout);
+    shutdown(consumer, &core, deadline)
+}
+
+/// Appends a message to this cycle's chunk for its partition.
+fn route(message: &BorrowedMessage<'_>, cycle: &mut Vec<((Arc<str>, i32), Chunk)>, core: &ConsumerCore) {
+    let (topic, partition) = (message.topic(), message.partition());
+    // Messages arrive in runs per partition: check the last chunk first.
+    let index = match cycle
+        .iter()
+        .rposition(|((t, p), _)| *p == partition && &**t == topic)
+    {
+        Some(i) => i,
+        None => {
+            let key = core
+                .assigned()
+                .iter()
+                .find(|a| a.state.partition == partition && &*a.state.topic == topic)
+                .map(|a| Arc::clone(&a.state.topic))
+                .unwrap_or_else(|| Arc::from(topic));
+            cycle.push(((key, partition), Vec::new()));
+            cycle.len() - 1
+        }
+    };
+    let (key, chunk) = &mut cycle[index];
+    chunk.push(ConsumerRecord::from_message(message, &key.0));
+}
+
+/// Hands each chunk to its partition's worker; pauses partitions whose queue is full.
+fn dispatch(
+    consumer: &BaseConsumer<CoreContext>,
+    core: &ConsumerCore,
+    cycle: &mut Vec<((Arc<str>, i32), Chunk)>,
+    high_water: usize,
+) {
+    let mut assigned = core.assigned();
+    let mut to_pause = TopicPartitionList::new();
+    for ((topic, partition), chunk) in cycle.drain(..) {
+        let Some(a) = assigned
+            .iter_mut()
+            .find(|a| a.state.partition == partition && a.state.topic == topic)
+        else {
+            // Revoked while this cycle was being polled: not ours any more, never committed here.
+            continue;
+        };
+        let len = chunk.len();
+        let queued = a.state.queued.fetch_add(len, Ordering::AcqRel) + len;
+        if a.tx.send(chunk).is_err() {
+            a.state.queued.fetch_sub(len, Ordering::AcqRel);
+            continue;
+        }
+        a.dispatched += len as u64;
+        if queued >= high_water && !a.state.paused.swap(true, Ordering::AcqRel) {
+            let _ = to_pause.add_partition(&topic, partition);
+        }
+    }
+    if to_pause.count() > 0 {
+        if let Err(e) = consumer.pause(&to_pause) {
+            tracing::warn!(consumer = %core.name, error = %e, "pausing a full partition failed");
+        } else {
+            tracing::debug!(consumer = %core.name, partitions = %describe(&to_pause), "back-pressure: paused");
+        }
+    }
+}
+
+fn resume_drained<C: ConsumerContext>(consumer: &BaseConsumer<C>, name: &str, assigned: &[Assigned], low_water: usize) {
+    let mut tpl = TopicPartitionList::new();
+    for a in assigned {
+        if a.state.paused.load(Ordering::Acquire)
+            && a.state.queued.load(Ordering::Acquire) < low_water
+        {
+            a.state.paused.store(false, Ordering::Release);
+            let _ = tpl.add_partition(&a.state.topic, a.state.partition);
+        }
+    }
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.resume(&tpl) {
+            tracing::warn!(consumer = %name, error = %e, "resuming a drained partition failed");
+        }
+    }
+}
+
+/// Shutdown protocol for one consumer: stop every worker, wait for in-flight handlers until
+/// the deadline, commit everything finished synchronously, then close (leave the group).
+fn shutdown(consumer: BaseConsumer<CoreContext>, core: &ConsumerCore, deadline: Instant) -> ConsumerReport {
+    let mut report = ConsumerReport::default();
+    let assigned = std::mem::take(&mut *core.assigned());
+    for a in &assigned {
+        a.state.stop.cancel();
+    }
+    for a in &assigned {
+        if !a.state.wait_exited(deadline) {
+            report.handlers_cut_off += 1;
+            tracing::warn!(consumer = %core.name, topic = %a.state.topic, partition = a.state.partition,
+                "shutdown: handler still running at kafka.listener.shutdown-timeout; its record is not committed and will be redelivered");
+        }
+    }
+    commit(&consumer, &core.name, &assigned, CommitMode::Sync, |s| {
+        s.offsets.pending_finished()
+    });
+    for a in &assigned {
+        match a.state.offsets.pending_finished() {
+            Some(_) => report.commit_failures += 1,
+            None if a.state.finished_records() > 0 => report.committed_partitions += 1,
+            None => {}
+        }
+    }
+    core.closed.store(true, Ordering::Release);
+    for a in &assigned {
+        let finished = a.state.finished_records();
+        report.redeliverable += a.dispatched.saturating_sub(finished);
+    }
+    // Dropping the consumer closes it: final revoke (a no-op now), leave group.
+    drop(consumer);
+    report
+}

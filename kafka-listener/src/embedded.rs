@@ -1,0 +1,95 @@
+//! `kafka.bootstrap-servers=embedded`: librdkafka's in-process mock cluster.
+//!
+//! Good for the quick start and fast tests, never for evidence of a delivery guarantee: it
+//! keeps only the newest ~5 MiB or 100,000 messages per partition, nothing is durable, and its
+//! group coordinator is simpler than Kafka's (it also waits 3 s before the first group join).
+
+use std::sync::mpsc;
+use std::thread;
+
+use rdkafka::mocking::MockCluster;
+
+use crate::{Error, Result};
+
+enum Command {
+    CreateTopic(String, i32, mpsc::Sender<Result<()>>),
+    Stop,
+}
+
+/// A running mock cluster. It lives on its own thread (librdkafka's handle is not `Send`);
+/// dropping this stops it.
+#[derive(Debug)]
+pub struct EmbeddedCluster {
+    bootstrap: String,
+    commands: mpsc::Sender<Command>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl EmbeddedCluster {
+    /// Starts a one-broker mock cluster.
+    pub fn start() -> Result<Self> {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (commands, rx) = mpsc::channel::<Command>();
+        let thread = thread::Builder::new()
+            .name("kl-embedded".into())
+            .spawn(move || {
+                let cluster = match MockCluster::new(1) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(Error::kafka("starting the embedded mock cluster", e)));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+                while let Ok(command) = rx.recv() {
+                    match command {
+                        Command::CreateTopic(name, partitions, reply) => {
+                            let result = cluster
+                                .create_topic(&name, partitions, 1)
+                                .map_err(|e| Error::kafka(format!("creating topic {name} on the embedded cluster"), e));
+                            let _ = reply.send(result);
+                        }
+                        Command::Stop => break,
+                    }
+                }
+            })
+            .map_err(|source| Error::Io {
+                operation: "spawning the embedded cluster thread".into(),
+                source,
+            })?;
+        let bootstrap = ready_rx.recv().map_err(|_| Error::Shutdown("embedded cluster thread died".into()))??;
+        tracing::warn!(
+            bootstrap = %bootstrap,
+            "EMBEDDED KAFKA (librdkafka mock cluster): in-memory, nothing is durable, keeps only the newest ~100,000 records per partition. For trying things out only; set kafka.bootstrap-servers to a real broker for anything else."
+        );
+        Ok(EmbeddedCluster {
+            bootstrap,
+            commands,
+            thread: Some(thread),
+        })
+    }
+
+    /// The bootstrap servers to give clients.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// Creates a topic (the mock has no admin API). Creating an existing topic is harmless.
+    pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.commands
+            .send(Command::CreateTopic(name.to_owned(), partitions, tx))
+            .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))?
+    }
+}
+
+impl Drop for EmbeddedCluster {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,781 @@
+//! Running the application: configuration, producer, containers, signals, shutdown.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use std::future::Future;
+
+use clap::Parser;
+use futures::future::BoxFuture;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::FutureProducer;
+
+use crate::config::{AckMode, Config, ConfigError, LoadOptions, Passthrough, Settings, Source};
+use crate::container::{ContainerProperties, ContainerReport, ListenerContainer};
+use crate::embedded::EmbeddedCluster;
+use crate::error_handler::RetryPolicy;
+use crate::listener::{registered_listeners, ListenerContext, ListenerDefinition};
+use crate::{Error, ProducerTemplate, Result};
+
+/// Command line of a service binary built on [`run`].
+#[derive(Debug, Parser)]
+#[command(about = "A Kafka listener service built with kafka-listener", long_about = None)]
+struct Cli {
+    /// Properties file to load.
+    #[arg(long, value_name = "FILE", default_value = "application.properties")]
+    config: PathBuf,
+    /// Profile: also loads application-{NAME}.properties beside the config file.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Overrides one key (highest precedence); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Load and validate the configuration, print it (secrets masked), and exit.
+    Check,
+    /// List the registered listeners and exit.
+    Listeners,
+}
+
+/// Loads the configuration, starts every registered listener, and runs until SIGTERM or
+/// SIGINT; then shuts down gracefully (see the crate docs) and returns the exit code.
+///
+/// Command line: `--config FILE` (default `application.properties`), `--profile NAME`,
+/// `--set key=value` (repeatable), `--help`; subcommands `check` and `listeners`.
+///
+/// Exit codes: 0 after a clean shutdown; 1 if start-up failed (configuration, broker
+/// unreachable, missing topic); 2 on a command-line error; 3 if shutdown could not commit or
+/// flush everything.
+pub fn run() -> ExitCode {
+    run_inner(None)
+}
+
+/// A task started once the listeners are running; see [`run_with`].
+type Runner = Box<dyn FnOnce(ProducerTemplate) -> BoxFuture<'static, ()> + Send>;
+
+/// Like [`run`], and once every listener has started, runs `runner` with the shared producer as a
+/// background task (Spring Boot's `CommandLineRunner`). The task is stopped when shutdown begins,
+/// before the listeners stop.
+pub fn run_with<F, Fut>(runner: F) -> ExitCode
+where
+    F: FnOnce(ProducerTemplate) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    run_inner(Some(Box::new(move |p| Box::pin(runner(p)))))
+}
+
+fn run_inner(runner: Option<Runner>) -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("kl-worker")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = runtime.block_on(run_cli(cli, runner));
+    // Handlers cut off by the shutdown deadline must not hold the process.
+    runtime.shutdown_timeout(Duration::from_millis(500));
+    code
+}
+
+async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
+    let builder = Application::builder()
+        .config_file(cli.config)
+        .profile(cli.profile)
+        .overrides(cli.set);
+    match cli.command {
+        Some(Command::Listeners) => {
+            for def in registered_listeners() {
+                println!("{}\ttopics={}\t{}", def.id, def.topics.join(","), def.location);
+            }
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Check) => {
+            return match builder.load_config() {
+                Ok((config, _)) => {
+                    print!("{}", config.dump());
+                    println!("# configuration OK");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    report_startup_error(&e);
+                    ExitCode::from(1)
+                }
+            };
+        }
+        None => {}
+    }
+    let app = match builder.start().await {
+        Ok(app) => app,
+        Err(e) => {
+            report_startup_error(&e);
+            return ExitCode::from(1);
+        }
+    };
+    let background = runner.map(|r| tokio::spawn(r(app.producer().clone())));
+    if let Err(e) = wait_for_signal().await {
+        tracing::error!(error = %e, "cannot listen for signals; shutting down");
+    }
+    tracing::info!("shutdown requested: stop fetching, finishing in-flight records (a second signal forces exit)");
+    tokio::spawn(async {
+        if wait_for_signal().await.is_ok() {
+            eprintln!("second signal: forced exit; unfinished records were not committed and will be redelivered");
+            std::process::exit(130);
+        }
+    });
+    if let Some(task) = background {
+        task.abort();
+    }
+    let report = app.shutdown().await;
+    if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
+
+fn report_startup_error(e: &Error) {
+    tracing::error!("start-up failed: {e}");
+    eprintln!("error: {e}");
+}
+
+async fn wait_for_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn"));
+    // An application that installed its own subscriber keeps it.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+/// Routes librdkafka's log lines into `tracing`.
+pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", client, facility, "{message}")
+        }
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(target: "librdkafka", client, facility, "{message}")
+        }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", client, facility, "{message}")
+        }
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(target: "librdkafka", client, facility, "{message}")
+        }
+    }
+}
+
+/// Builds an [`Application`]: which configuration, which listeners.
+#[derive(Debug, Default)]
+pub struct ApplicationBuilder {
+    options: LoadOptions,
+    only: Option<Vec<String>>,
+    extra: Vec<&'static ListenerDefinition>,
+    use_registered: bool,
+}
+
+impl ApplicationBuilder {
+    /// The properties file (default `application.properties`; a missing default file is fine).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.options.config_file = Some(path.into());
+        self
+    }
+
+    /// The profile (`application-{profile}.properties`).
+    pub fn profile(mut self, profile: Option<String>) -> Self {
+        self.options.profile = profile;
+        self
+    }
+
+    /// `key=value` overrides, as `--set` gives them.
+    pub fn overrides(mut self, items: impl IntoIterator<Item = String>) -> Self {
+        self.options.overrides.extend(items);
+        self
+    }
+
+    /// One override.
+    pub fn set(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.options.overrides.push(format!("{key}={value}"));
+        self
+    }
+
+    /// Replaces the environment the configuration reads (default: the process environment).
+    pub fn env(mut self, vars: Vec<(String, String)>) -> Self {
+        self.options.env = vars;
+        self
+    }
+
+    /// Starts only these registered listeners (by id) instead of all of them.
+    pub fn only<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.only = Some(ids.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Adds a listener that is not registered with `#[kafka_listener]` (built by hand).
+    /// With this, registered listeners start only if named with [`only`](Self::only).
+    pub fn listener(mut self, def: &'static ListenerDefinition) -> Self {
+        self.extra.push(def);
+        self
+    }
+
+    fn definitions(&self) -> Result<Vec<&'static ListenerDefinition>> {
+        let mut defs: Vec<&'static ListenerDefinition> = self.extra.clone();
+        let registered = registered_listeners();
+        match &self.only {
+            Some(ids) => {
+                for id in ids {
+                    match registered.iter().find(|d| d.id == id) {
+                        Some(d) => defs.push(d),
+                        None => {
+                            return Err(Error::Listener {
+                                id: id.clone(),
+                                message: format!(
+                                    "no registered listener has this id (registered: {})",
+                                    registered.iter().map(|d| d.id).collect::<Vec<_>>().join(", ")
+                                ),
+                            })
+                        }
+                    }
+                }
+            }
+            None if self.extra.is_empty() || self.use_registered => defs.extend(registered),
+            None => {}
+        }
+        defs.sort_by_key(|d| d.id);
+        if let Some(w) = defs.windows(2).find(|w| w[0].id == w[1].id) {
+            return Err(Error::Listener {
+                id: w[0].id.to_owned(),
+                message: format!(
+                    "two listeners share this id: {} and {}; give one an explicit id = \"...\"",
+                    w[0].location, w[1].location
+                ),
+            });
+        }
+        Ok(defs)
+    }
+
+    /// Loads and validates the configuration against the listeners, without starting anything.
+    pub fn load_config(&self) -> Result<(Config, Settings)> {
+        let defs = self.definitions()?;
+        let mut options = self.options.clone();
+        if options.env.is_empty() {
+            options.env = std::env::vars().collect();
+        }
+        let config = Config::load(&options)?;
+        let ids: Vec<&str> = defs.iter().map(|d| d.id).collect();
+        let settings = config.settings(&ids)?;
+        Ok((config, settings))
+    }
+
+    /// Loads the configuration, checks the brokers and topics, creates the producer and starts
+    /// every listener whose auto-startup is on.
+    pub async fn start(self) -> Result<Application> {
+        let defs = self.definitions()?;
+        let (config, settings) = self.load_config()?;
+        let mut plans = Vec::with_capacity(defs.len());
+        for def in &defs {
+            plans.push(plan_listener(def, &config, &settings)?);
+        }
+
+        let embedded = if settings.bootstrap_servers.trim() == "embedded" {
+            let cluster = tokio::task::spawn_blocking(EmbeddedCluster::start)
+                .await
+                .map_err(|e| Error::Shutdown(format!("embedded cluster start panicked: {e}")))??;
+            for plan in &plans {
+                for topic in &plan.props.topics {
+                    cluster.create_topic(topic, EMBEDDED_PARTITIONS)?;
+                }
+            }
+            Some(cluster)
+        } else {
+            None
+        };
+        let bootstrap = match &embedded {
+            Some(c) => c.bootstrap_servers().to_owned(),
+            None => settings.bootstrap_servers.clone(),
+        };
+
+        let producer = create_producer(&settings, &config, &bootstrap)?;
+
+        if !plans.is_empty() {
+            let check = StartupCheck {
+                config: base_client_config(&settings, &bootstrap),
+                timeout: settings.admin.operation_timeout,
+                bootstrap: bootstrap.clone(),
+                topics: plans
+                    .iter()
+                    .filter(|p| p.missing_topics_fatal)
+                    .flat_map(|p| p.props.topics.iter().map(|t| (p.props.listener_id.clone(), t.clone())))
+                    .collect(),
+            };
+            tokio::task::spawn_blocking(move || check.run())
+                .await
+                .map_err(|e| Error::Shutdown(format!("start-up check panicked: {e}")))??;
+        }
+
+        let runtime = tokio::runtime::Handle::current();
+        let mut containers = Vec::with_capacity(plans.len());
+        for mut plan in plans {
+            plan.props.client_config.insert(0, ("bootstrap.servers".into(), bootstrap.clone()));
+            let cx = ListenerContext {
+                listener_id: plan.props.listener_id.as_str().into(),
+                producer: Some(producer.clone()),
+            };
+            let mut container = ListenerContainer::new(plan.props, plan.handler, cx);
+            if plan.auto_startup {
+                container.start(&runtime).map_err(|e| attach_origin(e, &settings))?;
+            } else {
+                tracing::info!(listener = container.listener_id(), "auto-startup is off: not started");
+            }
+            containers.push(container);
+        }
+        Ok(Application {
+            containers,
+            producer,
+            embedded,
+            bootstrap,
+            shutdown_timeout: settings.listener.shutdown_timeout,
+        })
+    }
+}
+
+/// Partitions of each topic the embedded cluster creates.
+const EMBEDDED_PARTITIONS: i32 = 3;
+
+struct ListenerPlan {
+    props: ContainerProperties,
+    handler: crate::listener::Handler,
+    auto_startup: bool,
+    missing_topics_fatal: bool,
+}
+
+/// A value set for this listener in the configuration (`kafka.listener.<id>.<key>`) wins over
+/// the attribute, which wins over the global `kafka.listener.<key>`.
+fn listener_value<T>(
+    config: &Config,
+    id: &str,
+    key: &str,
+    attribute: Option<&'static str>,
+    configured: Option<T>,
+    parse: impl Fn(&str) -> std::result::Result<T, String>,
+) -> Result<Option<T>> {
+    let per_listener = config.source_of(&format!("kafka.listener.{id}.{key}")).is_some();
+    if per_listener {
+        return Ok(configured);
+    }
+    if let Some(raw) = attribute {
+        let origin = format!("#[kafka_listener] {id} {key}");
+        let value = config.resolve_placeholders(raw, &origin)?;
+        return parse(value.trim()).map(Some).map_err(|message| Error::Listener {
+            id: id.to_owned(),
+            message: format!("{key} = {value:?}: {message}"),
+        });
+    }
+    Ok(configured)
+}
+
+fn plan_listener(def: &ListenerDefinition, config: &Config, settings: &Settings) -> Result<ListenerPlan> {
+    let id = def.id;
+    let ls = settings.listeners.get(id).unwrap_or(&settings.listener);
+    let mut topics = Vec::with_capacity(def.topics.len());
+    for raw in def.topics {
+        let topic = config.resolve_placeholders(raw, &format!("#[kafka_listener] {id} topics"))?;
+        if topic.trim().is_empty() {
+            return Err(Error::Listener {
+                id: id.into(),
+                message: format!("topic {raw:?} resolves to an empty name"),
+            });
+        }
+        topics.push(topic.trim().to_owned());
+    }
+    let concurrency = listener_value(config, id, "concurrency", def.concurrency, ls.concurrency, |s| {
+        s.parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| "expected a positive integer".to_owned())
+    })?
+    .unwrap_or(1);
+    let ack_mode = listener_value(config, id, "ack-mode", def.ack_mode, Some(ls.ack_mode), |s| {
+        s.parse::<AckMode>().map_err(|e| e.to_string())
+    })?
+    .unwrap_or(ls.ack_mode);
+    if !matches!(ack_mode, AckMode::Batch | AckMode::Record) {
+        return Err(Error::Listener {
+            id: id.into(),
+            message: format!("ack mode {ack_mode} is not supported yet (record and batch are)"),
+        });
+    }
+    let auto_startup = listener_value(config, id, "auto-startup", def.auto_startup, ls.auto_startup, |s| {
+        s.parse::<bool>().map_err(|_| "expected true or false".to_owned())
+    })?
+    .unwrap_or(true);
+    let group_id = listener_value(config, id, "group-id", def.group_id, ls.group_id.clone(), |s| Ok(s.to_owned()))?
+        .or_else(|| settings.consumer.group_id.clone())
+        .unwrap_or_else(|| id.to_owned());
+
+    let mut props = ContainerProperties::new(id, topics, "");
+    props.client_config.clear();
+    props.group_id = group_id;
+    props.concurrency = concurrency;
+    props.ack_mode = ack_mode;
+    props.max_poll_records = settings.consumer.max_poll_records;
+    props.poll_timeout = ls.poll_timeout;
+    props.shutdown_timeout = ls.shutdown_timeout;
+    props.revoke_timeout = ls.revoke_timeout;
+    props.retry = RetryPolicy {
+        attempts: ls.retry_attempts,
+        backoff: ls.retry_backoff_delay,
+    };
+    props.client_id_prefix = def
+        .client_id_prefix
+        .map(str::to_owned)
+        .or_else(|| settings.consumer.client_id.clone())
+        .or_else(|| settings.client_id.clone())
+        .unwrap_or_else(|| id.to_owned());
+    for (k, v) in consumer_client_config(settings) {
+        props.set(&k, &v);
+    }
+    for item in def.properties {
+        let resolved = config.resolve_placeholders(item, &format!("#[kafka_listener] {id} properties"))?;
+        match resolved.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => {
+                props.set(k.trim(), v.trim());
+            }
+            _ => {
+                return Err(Error::Listener {
+                    id: id.into(),
+                    message: format!("property {resolved:?}: expected key=value"),
+                })
+            }
+        }
+    }
+    Ok(ListenerPlan {
+        props,
+        handler: def.handler,
+        auto_startup,
+        missing_topics_fatal: ls.missing_topics_fatal,
+    })
+}
+
+fn passthrough(out: &mut Vec<(String, String)>, items: &[Passthrough]) {
+    for p in items {
+        out.push((p.key.clone(), p.value.clone()));
+    }
+}
+
+/// `kafka.properties.*`: for every client.
+fn common_client_config(settings: &Settings) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    passthrough(&mut out, &settings.properties);
+    out
+}
+
+fn base_client_config(settings: &Settings, bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", bootstrap);
+    for (k, v) in common_client_config(settings) {
+        config.set(k, v);
+    }
+    config
+}
+
+/// The consumer's librdkafka settings from `kafka.properties.*`, `kafka.consumer.*` and
+/// `kafka.consumer.properties.*`, in that order (later wins).
+fn consumer_client_config(settings: &Settings) -> Vec<(String, String)> {
+    let c = &settings.consumer;
+    let mut out = common_client_config(settings);
+    out.push(("auto.offset.reset".into(), c.auto_offset_reset.as_librdkafka().into()));
+    if let Some(v) = c.enable_auto_commit {
+        if v {
+            tracing::warn!("kafka.consumer.enable-auto-commit=true: offsets are committed on a timer, whether records finished or not; at-least-once no longer holds");
+        }
+        out.push(("enable.auto.commit".into(), v.to_string()));
+    }
+    if let Some(v) = c.fetch_min_size {
+        out.push(("fetch.min.bytes".into(), v.to_string()));
+    }
+    if let Some(v) = c.fetch_max_wait {
+        out.push(("fetch.wait.max.ms".into(), v.as_millis().to_string()));
+    }
+    if let Some(v) = c.heartbeat_interval {
+        out.push(("heartbeat.interval.ms".into(), v.as_millis().to_string()));
+    }
+    if let Some(v) = &c.isolation_level {
+        out.push(("isolation.level".into(), v.as_librdkafka().into()));
+    }
+    passthrough(&mut out, &c.properties);
+    out
+}
+
+fn create_producer(settings: &Settings, config: &Config, bootstrap: &str) -> Result<ProducerTemplate> {
+    let p = &settings.producer;
+    let mut client = base_client_config(settings, bootstrap);
+    client.set("acks", p.acks.as_librdkafka());
+    if p.acks.as_librdkafka() == "all" {
+        // Retries without duplicates or reordering; librdkafka's recommended setting with acks=all.
+        client.set("enable.idempotence", "true");
+    }
+    if let Some(id) = p.client_id.as_ref().or(settings.client_id.as_ref()) {
+        client.set("client.id", id);
+    }
+    if let Some(v) = p.batch_size {
+        client.set("batch.size", v.to_string());
+    }
+    if let Some(v) = p.buffer_memory {
+        client.set("queue.buffering.max.kbytes", (v / 1024).max(1).to_string());
+    }
+    if let Some(v) = &p.compression_type {
+        client.set("compression.type", v);
+    }
+    if let Some(v) = p.retries {
+        client.set("message.send.max.retries", v.to_string());
+    }
+    if p.transaction_id_prefix.is_some() {
+        return Err(Error::Config(ConfigError::Unsupported {
+            origin: config
+                .source_of("kafka.producer.transaction-id-prefix")
+                .cloned()
+                .unwrap_or(Source::Default),
+            key: "kafka.producer.transaction-id-prefix".into(),
+            reason: "transactions are not supported yet",
+        }));
+    }
+    for item in &p.properties {
+        client.set(&item.key, &item.value);
+    }
+    let producer: FutureProducer = client.create().map_err(|source| {
+        attach_origin(
+            Error::ClientCreation {
+                client: "producer".into(),
+                origin: None,
+                source,
+            },
+            settings,
+        )
+    })?;
+    Ok(ProducerTemplate::from_producer(producer))
+}
+
+/// Names where a passthrough key came from when librdkafka rejects it.
+fn attach_origin(error: Error, settings: &Settings) -> Error {
+    match error {
+        Error::ClientCreation { client, origin: None, source } => {
+            let text = source.to_string();
+            // librdkafka names the offending property in quotes.
+            let origin = settings
+                .properties
+                .iter()
+                .chain(&settings.consumer.properties)
+                .chain(&settings.producer.properties)
+                .find(|p| text.contains(&format!("\"{}\"", p.key)))
+                .map(|p| format!("{} ({})", p.source, p.key));
+            Error::ClientCreation { client, origin, source }
+        }
+        other => other,
+    }
+}
+
+struct StartupCheck {
+    config: ClientConfig,
+    timeout: Duration,
+    bootstrap: String,
+    topics: Vec<(String, String)>,
+}
+
+impl StartupCheck {
+    /// Blocking: the brokers answer within the timeout and every listener's topic exists.
+    fn run(self) -> Result<()> {
+        let consumer: BaseConsumer = self.config.create().map_err(|source| Error::ClientCreation {
+            client: "start-up check".into(),
+            origin: None,
+            source,
+        })?;
+        let metadata = consumer
+            .fetch_metadata(None, self.timeout)
+            .map_err(|source| Error::BrokerUnreachable {
+                bootstrap: self.bootstrap.clone(),
+                timeout: self.timeout,
+                source,
+            })?;
+        for (id, topic) in &self.topics {
+            let present = metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+            if !present {
+                return Err(Error::MissingTopic {
+                    id: id.clone(),
+                    topic: topic.clone(),
+                    bootstrap: self.bootstrap.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A running application: its containers, producer and (if configured) embedded cluster.
+#[derive(Debug)]
+pub struct Application {
+    containers: Vec<ListenerContainer>,
+    producer: ProducerTemplate,
+    embedded: Option<EmbeddedCluster>,
+    bootstrap: String,
+    shutdown_timeout: Duration,
+}
+
+/// The outcome of a graceful shutdown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// Totals over every listener.
+    pub listeners: ContainerReport,
+    /// Records the producer could not deliver before the flush deadline.
+    pub unflushed: i32,
+    /// How long shutdown took.
+    pub elapsed: Duration,
+}
+
+impl ShutdownReport {
+    /// Nothing failed to commit or flush, and every consumer closed.
+    pub fn is_clean(&self) -> bool {
+        self.listeners.commit_failures == 0
+            && self.listeners.consumers_not_closed == 0
+            && self.unflushed == 0
+    }
+}
+
+impl std::fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = &self.listeners;
+        write!(
+            f,
+            "shutdown in {:.1?}: {} records finished ({} skipped by the recoverer), {} partitions committed, {} records redeliverable, {} commit failures, {} handlers cut off, {} unflushed sends",
+            self.elapsed, l.finished, l.recovered, l.committed_partitions, l.redeliverable, l.commit_failures, l.handlers_cut_off, self.unflushed
+        )
+    }
+}
+
+impl Application {
+    /// A builder.
+    pub fn builder() -> ApplicationBuilder {
+        ApplicationBuilder::default()
+    }
+
+    /// The shared producer.
+    pub fn producer(&self) -> &ProducerTemplate {
+        &self.producer
+    }
+
+    /// The bootstrap servers in use (the embedded cluster's when `embedded`).
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+
+    /// The embedded cluster, when `kafka.bootstrap-servers=embedded`.
+    pub fn embedded(&self) -> Option<&EmbeddedCluster> {
+        self.embedded.as_ref()
+    }
+
+    /// A listener's container, by id.
+    pub fn container(&self, id: &str) -> Option<&ListenerContainer> {
+        self.containers.iter().find(|c| c.listener_id() == id)
+    }
+
+    /// Records finished so far by every listener.
+    pub fn finished(&self) -> u64 {
+        self.containers.iter().map(ListenerContainer::finished).sum()
+    }
+
+    /// Graceful shutdown: stop fetching, finish in-flight records within each listener's
+    /// shutdown timeout, commit what finished, flush the producer, close the consumers.
+    pub async fn shutdown(self) -> ShutdownReport {
+        let started = Instant::now();
+        let Application {
+            mut containers,
+            producer,
+            embedded,
+            shutdown_timeout,
+            ..
+        } = self;
+        let deadlines: Vec<Instant> = containers
+            .iter()
+            .map(|c| started + c.properties().shutdown_timeout)
+            .collect();
+        for (c, d) in containers.iter().zip(&deadlines) {
+            c.stop(*d);
+        }
+        let flush_budget = shutdown_timeout.max(Duration::from_secs(5));
+        let (listeners, unflushed) = tokio::task::spawn_blocking(move || {
+            let mut total = ContainerReport::default();
+            for (c, d) in containers.iter_mut().zip(deadlines) {
+                total.merge(&c.wait(d));
+            }
+            drop(containers);
+            // Sends that handlers awaited are delivered already; this catches fire-and-forget ones.
+            let left = (started + flush_budget).saturating_duration_since(Instant::now());
+            let unflushed = match producer.flush(left.max(Duration::from_secs(1))) {
+                Ok(()) => 0,
+                Err(e) => {
+                    tracing::error!(error = %e, "producer flush incomplete");
+                    producer.in_flight().max(1)
+                }
+            };
+            // The cluster goes last: clients still connected to it would log it as lost.
+            drop(producer);
+            drop(embedded);
+            (total, unflushed)
+        })
+        .await
+        .unwrap_or_default();
+        let report = ShutdownReport {
+            listeners,
+            unflushed,
+            elapsed: started.elapsed(),
+        };
+        if report.is_clean() {
+            tracing::info!("{report}");
+        } else {
+            tracing::error!("{report}");
+        }
+        report
+    }
+}
