@@ -34,7 +34,10 @@ async fn embedded_cluster_delivers_produced_records_to_the_listener() {
             .await
             .expect("send to the embedded cluster");
     }
-    wait_until(Duration::from_secs(60), "200 events handled", || HANDLED.load(Ordering::SeqCst) == 200).await;
+    wait_until(Duration::from_secs(60), "200 events handled", || {
+        HANDLED.load(Ordering::SeqCst) == 200
+    })
+    .await;
     let report = app.shutdown().await;
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.listeners.finished, 200);

@@ -22,12 +22,17 @@ fn orders_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let bin = target.join("debug/orders");
-    assert!(bin.exists(), "{} not found: run `cargo build -p orders` first (scripts/test does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p orders` first (scripts/test does)",
+        bin.display()
+    );
     bin
 }
 
 fn spawn_orders(bootstrap: &str, input: &str, output: &str, group: &str, extra: &[&str]) -> Child {
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/orders/application.properties");
+    let config =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/orders/application.properties");
     let mut cmd = Command::new(orders_bin());
     cmd.arg("--config")
         .arg(config)
@@ -67,7 +72,12 @@ fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
 
 /// Reads `topic` from the beginning until `expected` distinct order ids were seen; returns how
 /// often each id appeared.
-fn read_accepted(bootstrap: &str, topic: &str, expected: usize, timeout: Duration) -> HashMap<String, usize> {
+fn read_accepted(
+    bootstrap: &str,
+    topic: &str,
+    expected: usize,
+    timeout: Duration,
+) -> HashMap<String, usize> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
@@ -85,7 +95,8 @@ fn read_accepted(bootstrap: &str, topic: &str, expected: usize, timeout: Duratio
             ids.len()
         );
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("accepted is JSON");
+            let v: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).expect("accepted is JSON");
             assert_eq!(v["status"], "accepted");
             let id = v["id"].as_str().expect("id is a string").to_owned();
             assert_eq!(m.key(), Some(id.as_bytes()), "keyed by the order id");
@@ -96,8 +107,10 @@ fn read_accepted(bootstrap: &str, topic: &str, expected: usize, timeout: Duratio
     let drain_until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < drain_until {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            let v: serde_json::Value = serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON");
-            *ids.entry(v["id"].as_str().unwrap_or_default().to_owned()).or_default() += 1;
+            let v: serde_json::Value =
+                serde_json::from_slice(m.payload().unwrap_or_default()).expect("JSON");
+            *ids.entry(v["id"].as_str().unwrap_or_default().to_owned())
+                .or_default() += 1;
         }
     }
     ids
@@ -106,7 +119,11 @@ fn read_accepted(bootstrap: &str, topic: &str, expected: usize, timeout: Duratio
 async fn accept_all_then_sigterm(ack_mode: Option<&str>) {
     init_logging();
     let Some(bs) = real_broker() else { return };
-    let (input, output, group) = (unique("orders"), unique("orders.accepted"), unique("orders-g"));
+    let (input, output, group) = (
+        unique("orders"),
+        unique("orders.accepted"),
+        unique("orders-g"),
+    );
     create_topic(&bs, &input, 6).await;
     create_topic(&bs, &output, 6).await;
     let orders: Vec<(String, Vec<u8>)> = (0..ORDERS)
@@ -116,31 +133,51 @@ async fn accept_all_then_sigterm(ack_mode: Option<&str>) {
             (id, body.to_string().into_bytes())
         })
         .collect();
+    let t0 = Instant::now();
     produce(&bs, &input, &orders).await;
+    eprintln!("produced {ORDERS} orders in {:?}", t0.elapsed());
 
     let set = ack_mode.map(|m| format!("kafka.listener.ack-mode={m}"));
     let extra: Vec<&str> = set.iter().map(String::as_str).collect();
     let mut child = spawn_orders(&bs, &input, &output, &group, &extra);
     let (bs2, out2) = (bs.clone(), output.clone());
-    let ids = tokio::task::spawn_blocking(move || read_accepted(&bs2, &out2, ORDERS, Duration::from_secs(180)))
-        .await
-        .expect("reader task");
+    let ids = tokio::task::spawn_blocking(move || {
+        read_accepted(&bs2, &out2, ORDERS, Duration::from_secs(180))
+    })
+    .await
+    .expect("reader task");
+    eprintln!("all {ORDERS} accepted after {:?}", t0.elapsed());
     assert_eq!(ids.len(), ORDERS, "every order id on the output topic");
     let dupes: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dupes.is_empty(), "no duplicates without a crash: {:?}", &dupes[..dupes.len().min(5)]);
+    assert!(
+        dupes.is_empty(),
+        "no duplicates without a crash: {:?}",
+        &dupes[..dupes.len().min(5)]
+    );
 
     let started = Instant::now();
     sigterm(&child);
-    let status = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(35)))
-        .await
-        .expect("wait task");
-    assert!(status.success(), "orders exited with {status} after SIGTERM");
-    assert!(started.elapsed() < Duration::from_secs(30), "exit within the shutdown timeout");
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(35)))
+            .await
+            .expect("wait task");
+    assert!(
+        status.success(),
+        "orders exited with {status} after SIGTERM"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "exit within the shutdown timeout"
+    );
 
     let committed = committed_offsets(&bs, &group, &input, 6).await;
     let end = end_offsets(&bs, &input, 6).await;
     for p in 0..6 {
-        assert_eq!(committed.get(&p).copied(), Some(end[&p]), "partition {p}: committed {committed:?} vs end {end:?}");
+        assert_eq!(
+            committed.get(&p).copied(),
+            Some(end[&p]),
+            "partition {p}: committed {committed:?} vs end {end:?}"
+        );
     }
 }
 

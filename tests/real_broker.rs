@@ -20,7 +20,11 @@ fn record(seen: &Seen, meta: &RecordMeta, key: &str) {
 }
 
 fn keys(seen: &Seen) -> Vec<String> {
-    seen.lock().expect("seen lock").iter().map(|(_, _, k)| k.clone()).collect()
+    seen.lock()
+        .expect("seen lock")
+        .iter()
+        .map(|(_, _, k)| k.clone())
+        .collect()
 }
 
 fn distinct(seen: &Seen) -> usize {
@@ -28,7 +32,13 @@ fn distinct(seen: &Seen) -> usize {
 }
 
 /// Starts only listener `id`, consuming `topic` in `group`.
-async fn start(bootstrap: &str, id: &str, topic: &str, group: &str, extra: &[(&str, &str)]) -> Application {
+async fn start(
+    bootstrap: &str,
+    id: &str,
+    topic: &str,
+    group: &str,
+    extra: &[(&str, &str)],
+) -> Application {
     let mut builder = Application::builder()
         .only([id])
         .env(vec![("KL_TEST".into(), "1".into())])
@@ -40,7 +50,10 @@ async fn start(bootstrap: &str, id: &str, topic: &str, group: &str, extra: &[(&s
     for (k, v) in extra {
         builder = builder.set(k, v);
     }
-    builder.start().await.unwrap_or_else(|e| panic!("starting {id}: {e}"))
+    builder
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("starting {id}: {e}"))
 }
 
 async fn assert_committed_at_end(bootstrap: &str, group: &str, topic: &str, partitions: i32) {
@@ -70,7 +83,12 @@ fn assert_offsets_increase_per_partition(seen: &Seen) {
 
 static BATCH_SEEN: Seen = Mutex::new(Vec::new());
 
-#[kafka_listener(id = "happy_batch", topics = "${test.topic}", group_id = "${test.group}", concurrency = 2)]
+#[kafka_listener(
+    id = "happy_batch",
+    topics = "${test.topic}",
+    group_id = "${test.group}",
+    concurrency = 2
+)]
 async fn happy_batch(meta: RecordMeta, key: Key<String>) {
     record(&BATCH_SEEN, &meta, &key);
 }
@@ -83,17 +101,29 @@ async fn batch_mode_handles_every_record_and_shutdown_commits_end_offsets() {
     create_topic(&bs, &topic, 6).await;
     let produced = produce_seq(&bs, &topic, 0, 3000).await;
     let app = start(&bs, "happy_batch", &topic, &group, &[]).await;
-    wait_until(Duration::from_secs(60), "3000 distinct records", || distinct(&BATCH_SEEN) == 3000).await;
+    wait_until(Duration::from_secs(60), "3000 distinct records", || {
+        distinct(&BATCH_SEEN) == 3000
+    })
+    .await;
     let report = app.shutdown().await;
     assert!(report.is_clean(), "unclean shutdown: {report}");
-    assert_eq!(keys(&BATCH_SEEN).len(), produced.len(), "no record handled twice");
+    assert_eq!(
+        keys(&BATCH_SEEN).len(),
+        produced.len(),
+        "no record handled twice"
+    );
     assert_offsets_increase_per_partition(&BATCH_SEEN);
     assert_committed_at_end(&bs, &group, &topic, 6).await;
 }
 
 static RECORD_SEEN: Seen = Mutex::new(Vec::new());
 
-#[kafka_listener(id = "happy_record", topics = "${test.topic}", group_id = "${test.group}", ack_mode = "record")]
+#[kafka_listener(
+    id = "happy_record",
+    topics = "${test.topic}",
+    group_id = "${test.group}",
+    ack_mode = "record"
+)]
 async fn happy_record(meta: RecordMeta, key: Key<String>) {
     record(&RECORD_SEEN, &meta, &key);
 }
@@ -105,8 +135,18 @@ async fn record_mode_handles_every_record_in_partition_order_and_commits_end_off
     let (topic, group) = (unique("happy-record"), unique("g"));
     create_topic(&bs, &topic, 6).await;
     produce_seq(&bs, &topic, 0, 2000).await;
-    let app = start(&bs, "happy_record", &topic, &group, &[("kafka.listener.happy_record.concurrency", "3")]).await;
-    wait_until(Duration::from_secs(60), "2000 distinct records", || distinct(&RECORD_SEEN) == 2000).await;
+    let app = start(
+        &bs,
+        "happy_record",
+        &topic,
+        &group,
+        &[("kafka.listener.happy_record.concurrency", "3")],
+    )
+    .await;
+    wait_until(Duration::from_secs(60), "2000 distinct records", || {
+        distinct(&RECORD_SEEN) == 2000
+    })
+    .await;
     let report = app.shutdown().await;
     assert!(report.is_clean(), "unclean shutdown: {report}");
     assert_eq!(keys(&RECORD_SEEN).len(), 2000, "no record handled twice");
@@ -129,15 +169,25 @@ async fn restart_resumes_from_committed_offsets_with_nothing_lost_or_repeated() 
     create_topic(&bs, &topic, 3).await;
     produce_seq(&bs, &topic, 0, 600).await;
     let app = start(&bs, "resume", &topic, &group, &[]).await;
-    wait_until(Duration::from_secs(60), "first 600 records", || distinct(&RESUME_SEEN) == 600).await;
+    wait_until(Duration::from_secs(60), "first 600 records", || {
+        distinct(&RESUME_SEEN) == 600
+    })
+    .await;
     assert!(app.shutdown().await.is_clean());
 
     produce_seq(&bs, &topic, 600, 400).await;
     let app = start(&bs, "resume", &topic, &group, &[]).await;
-    wait_until(Duration::from_secs(60), "all 1000 records", || distinct(&RESUME_SEEN) == 1000).await;
+    wait_until(Duration::from_secs(60), "all 1000 records", || {
+        distinct(&RESUME_SEEN) == 1000
+    })
+    .await;
     assert!(app.shutdown().await.is_clean());
     let all = keys(&RESUME_SEEN);
-    assert_eq!(all.len(), 1000, "a graceful restart must not redeliver anything");
+    assert_eq!(
+        all.len(),
+        1000,
+        "a graceful restart must not redeliver anything"
+    );
     assert_committed_at_end(&bs, &group, &topic, 3).await;
 }
 
@@ -145,7 +195,12 @@ static FLAKY_SEEN: Seen = Mutex::new(Vec::new());
 static POISON_ATTEMPTS: AtomicU32 = AtomicU32::new(0);
 static PANIC_ATTEMPTS: AtomicU32 = AtomicU32::new(0);
 
-#[kafka_listener(id = "flaky", topics = "${test.topic}", group_id = "${test.group}", ack_mode = "record")]
+#[kafka_listener(
+    id = "flaky",
+    topics = "${test.topic}",
+    group_id = "${test.group}",
+    ack_mode = "record"
+)]
 async fn flaky(meta: RecordMeta, key: Key<String>) -> Result<(), BoxError> {
     match key.as_str() {
         "poison" => {
@@ -169,16 +224,38 @@ async fn failing_or_panicking_handler_is_retried_then_skipped_and_committed_past
     let Some(bs) = real_broker() else { return };
     let (topic, group) = (unique("flaky"), unique("g"));
     create_topic(&bs, &topic, 1).await;
-    let mut records: Vec<(String, Vec<u8>)> = (0..20).map(|i| (format!("k{i}"), b"{}".to_vec())).collect();
+    let mut records: Vec<(String, Vec<u8>)> =
+        (0..20).map(|i| (format!("k{i}"), b"{}".to_vec())).collect();
     records.insert(5, ("poison".into(), b"{}".to_vec()));
     records.insert(12, ("panic".into(), b"{}".to_vec()));
     produce(&bs, &topic, &records).await;
-    let app = start(&bs, "flaky", &topic, &group, &[("kafka.listener.retry.attempts", "3")]).await;
-    wait_until(Duration::from_secs(60), "the 20 good records", || distinct(&FLAKY_SEEN) == 20).await;
+    let app = start(
+        &bs,
+        "flaky",
+        &topic,
+        &group,
+        &[("kafka.listener.retry.attempts", "3")],
+    )
+    .await;
+    wait_until(Duration::from_secs(60), "the 20 good records", || {
+        distinct(&FLAKY_SEEN) == 20
+    })
+    .await;
     let report = app.shutdown().await;
-    assert_eq!(POISON_ATTEMPTS.load(Ordering::SeqCst), 3, "poison record attempted 3 times");
-    assert_eq!(PANIC_ATTEMPTS.load(Ordering::SeqCst), 3, "panicking record attempted 3 times");
-    assert_eq!(report.listeners.recovered, 2, "both bad records skipped by the recoverer: {report}");
+    assert_eq!(
+        POISON_ATTEMPTS.load(Ordering::SeqCst),
+        3,
+        "poison record attempted 3 times"
+    );
+    assert_eq!(
+        PANIC_ATTEMPTS.load(Ordering::SeqCst),
+        3,
+        "panicking record attempted 3 times"
+    );
+    assert_eq!(
+        report.listeners.recovered, 2,
+        "both bad records skipped by the recoverer: {report}"
+    );
     // Records after the bad ones were handled in order, and the offset moved past the bad ones.
     assert_eq!(keys(&FLAKY_SEEN)[5], "k5");
     assert_committed_at_end(&bs, &group, &topic, 1).await;
@@ -212,10 +289,17 @@ async fn undecodable_record_goes_to_the_error_path_without_retries_and_does_not_
     ];
     produce(&bs, &topic, &records).await;
     let app = start(&bs, "decode", &topic, &group, &[]).await;
-    wait_until(Duration::from_secs(60), "both good records", || DECODE_SEEN.lock().map(|v| v.len() == 2).unwrap_or(false)).await;
+    wait_until(Duration::from_secs(60), "both good records", || {
+        DECODE_SEEN.lock().map(|v| v.len() == 2).unwrap_or(false)
+    })
+    .await;
     let report = app.shutdown().await;
     assert_eq!(*DECODE_SEEN.lock().expect("lock"), vec![1, 4]);
-    assert_eq!(DECODE_CALLS.load(Ordering::SeqCst), 2, "the handler never sees undecodable records");
+    assert_eq!(
+        DECODE_CALLS.load(Ordering::SeqCst),
+        2,
+        "the handler never sees undecodable records"
+    );
     assert_eq!(report.listeners.recovered, 2, "{report}");
     assert_committed_at_end(&bs, &group, &topic, 1).await;
 }
@@ -224,7 +308,12 @@ static SLOW_SEEN: Seen = Mutex::new(Vec::new());
 static SLOW_BLOCKS: AtomicBool = AtomicBool::new(true);
 static SLOW_STARTED: AtomicBool = AtomicBool::new(false);
 
-#[kafka_listener(id = "slow", topics = "${test.topic}", group_id = "${test.group}", ack_mode = "record")]
+#[kafka_listener(
+    id = "slow",
+    topics = "${test.topic}",
+    group_id = "${test.group}",
+    ack_mode = "record"
+)]
 async fn slow(meta: RecordMeta, key: Key<String>) {
     if key.as_str() == "slow" && SLOW_BLOCKS.load(Ordering::SeqCst) {
         SLOW_STARTED.store(true, Ordering::SeqCst);
@@ -240,32 +329,65 @@ async fn handler_running_at_shutdown_timeout_stays_uncommitted_and_is_redelivere
     let Some(bs) = real_broker() else { return };
     let (topic, group) = (unique("slow"), unique("g"));
     create_topic(&bs, &topic, 1).await;
-    let mut records: Vec<(String, Vec<u8>)> = (0..10).map(|i| (format!("k{i}"), b"{}".to_vec())).collect();
+    let mut records: Vec<(String, Vec<u8>)> =
+        (0..10).map(|i| (format!("k{i}"), b"{}".to_vec())).collect();
     records.insert(5, ("slow".into(), b"{}".to_vec()));
     produce(&bs, &topic, &records).await;
-    let app = start(&bs, "slow", &topic, &group, &[("kafka.listener.shutdown-timeout", "1s")]).await;
-    wait_until(Duration::from_secs(60), "the slow handler to start", || SLOW_STARTED.load(Ordering::SeqCst)).await;
+    let app = start(
+        &bs,
+        "slow",
+        &topic,
+        &group,
+        &[("kafka.listener.shutdown-timeout", "1s")],
+    )
+    .await;
+    wait_until(Duration::from_secs(60), "the slow handler to start", || {
+        SLOW_STARTED.load(Ordering::SeqCst)
+    })
+    .await;
     let report = app.shutdown().await;
     assert_eq!(report.listeners.handlers_cut_off, 1, "{report}");
-    assert!(report.elapsed < Duration::from_secs(10), "shutdown took {:?}", report.elapsed);
+    assert!(
+        report.elapsed < Duration::from_secs(10),
+        "shutdown took {:?}",
+        report.elapsed
+    );
     let committed = committed_offsets(&bs, &group, &topic, 1).await;
-    assert_eq!(committed.get(&0).copied(), Some(5), "committed up to, not including, the cut-off record");
+    assert_eq!(
+        committed.get(&0).copied(),
+        Some(5),
+        "committed up to, not including, the cut-off record"
+    );
 
     SLOW_BLOCKS.store(false, Ordering::SeqCst);
     let app = start(&bs, "slow", &topic, &group, &[]).await;
-    wait_until(Duration::from_secs(60), "the cut-off record to be redelivered", || {
-        keys(&SLOW_SEEN).iter().any(|k| k == "slow")
+    wait_until(
+        Duration::from_secs(60),
+        "the cut-off record to be redelivered",
+        || keys(&SLOW_SEEN).iter().any(|k| k == "slow"),
+    )
+    .await;
+    wait_until(Duration::from_secs(60), "all 11 records", || {
+        distinct(&SLOW_SEEN) == 11
     })
     .await;
-    wait_until(Duration::from_secs(60), "all 11 records", || distinct(&SLOW_SEEN) == 11).await;
     assert!(app.shutdown().await.is_clean());
-    assert_eq!(keys(&SLOW_SEEN).len(), 11, "only the cut-off record is delivered twice, and it never finished the first time");
+    assert_eq!(
+        keys(&SLOW_SEEN).len(),
+        11,
+        "only the cut-off record is delivered twice, and it never finished the first time"
+    );
     assert_committed_at_end(&bs, &group, &topic, 1).await;
 }
 
 static SPLIT_SEEN: Seen = Mutex::new(Vec::new());
 
-#[kafka_listener(id = "split", topics = "${test.topic}", group_id = "${test.group}", ack_mode = "record")]
+#[kafka_listener(
+    id = "split",
+    topics = "${test.topic}",
+    group_id = "${test.group}",
+    ack_mode = "record"
+)]
 async fn split(meta: RecordMeta, key: Key<String>) {
     record(&SPLIT_SEEN, &meta, &key);
     // A little work per record so the rebalance happens while records are in flight.
@@ -280,20 +402,39 @@ async fn two_consumers_split_partitions_and_a_rebalance_loses_nothing() {
     create_topic(&bs, &topic, 6).await;
     produce_seq(&bs, &topic, 0, 1500).await;
     let a = start(&bs, "split", &topic, &group, &[]).await;
-    wait_until(Duration::from_secs(60), "consumer A to start handling", || a.finished() > 0).await;
+    wait_until(
+        Duration::from_secs(60),
+        "consumer A to start handling",
+        || a.finished() > 0,
+    )
+    .await;
     let b = start(&bs, "split", &topic, &group, &[]).await;
     produce_seq(&bs, &topic, 1500, 1500).await;
-    wait_until(Duration::from_secs(60), "consumer B to take partitions and handle records", || b.finished() > 0).await;
-    assert!(a.finished() > 0 && b.finished() > 0, "both consumers handled records");
+    wait_until(
+        Duration::from_secs(60),
+        "consumer B to take partitions and handle records",
+        || b.finished() > 0,
+    )
+    .await;
+    assert!(
+        a.finished() > 0 && b.finished() > 0,
+        "both consumers handled records"
+    );
     // B leaves gracefully while records flow; A takes its partitions back.
     let produce_more = produce_seq(&bs, &topic, 3000, 1000);
     let (report_b, _) = tokio::join!(b.shutdown(), produce_more);
     assert!(report_b.is_clean(), "{report_b}");
-    wait_until(Duration::from_secs(90), "all 4000 records", || distinct(&SPLIT_SEEN) == 4000).await;
+    wait_until(Duration::from_secs(90), "all 4000 records", || {
+        distinct(&SPLIT_SEEN) == 4000
+    })
+    .await;
     let report_a = a.shutdown().await;
     assert!(report_a.is_clean(), "{report_a}");
     let all = keys(&SPLIT_SEEN);
     let dupes = all.len() - distinct(&SPLIT_SEEN);
-    assert_eq!(dupes, 0, "graceful joins and leaves must not duplicate records");
+    assert_eq!(
+        dupes, 0,
+        "graceful joins and leaves must not duplicate records"
+    );
     assert_committed_at_end(&bs, &group, &topic, 6).await;
 }

@@ -287,13 +287,13 @@ fn id(expr: &Expr) -> syn::Result<String> {
     }
     if let Some(bad) = value
         .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')))
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
     {
         return Err(syn::Error::new_spanned(
             lit,
             format!(
-                "`id` may use only letters, digits, `_`, `.` and `-` (it names config keys \
-                 kafka.listener.<id>.*); found `{bad}`"
+                "`id` may use only letters, digits, `_` and `-` (it names config keys \
+                 kafka.listener.<id>.*, where a `.` would be ambiguous); found `{bad}`"
             ),
         ));
     }

@@ -36,7 +36,8 @@ impl EmbeddedCluster {
                 let cluster = match MockCluster::new(1) {
                     Ok(c) => c,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(Error::kafka("starting the embedded mock cluster", e)));
+                        let _ = ready_tx
+                            .send(Err(Error::kafka("starting the embedded mock cluster", e)));
                         return;
                     }
                 };
@@ -44,9 +45,12 @@ impl EmbeddedCluster {
                 while let Ok(command) = rx.recv() {
                     match command {
                         Command::CreateTopic(name, partitions, reply) => {
-                            let result = cluster
-                                .create_topic(&name, partitions, 1)
-                                .map_err(|e| Error::kafka(format!("creating topic {name} on the embedded cluster"), e));
+                            let result = cluster.create_topic(&name, partitions, 1).map_err(|e| {
+                                Error::kafka(
+                                    format!("creating topic {name} on the embedded cluster"),
+                                    e,
+                                )
+                            });
                             let _ = reply.send(result);
                         }
                         Command::Stop => break,
@@ -57,7 +61,9 @@ impl EmbeddedCluster {
                 operation: "spawning the embedded cluster thread".into(),
                 source,
             })?;
-        let bootstrap = ready_rx.recv().map_err(|_| Error::Shutdown("embedded cluster thread died".into()))??;
+        let bootstrap = ready_rx
+            .recv()
+            .map_err(|_| Error::Shutdown("embedded cluster thread died".into()))??;
         tracing::warn!(
             bootstrap = %bootstrap,
             "EMBEDDED KAFKA (librdkafka mock cluster): in-memory, nothing is durable, keeps only the newest ~100,000 records per partition. For trying things out only; set kafka.bootstrap-servers to a real broker for anything else."

@@ -17,7 +17,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The configuration could not be loaded or is invalid.
     #[error("configuration: {0}")]
-    Config(#[from] crate::config::ConfigError),
+    Config(Box<crate::config::ConfigError>),
     /// A `#[kafka_listener]` declaration is inconsistent (duplicate id, bad value after placeholders).
     #[error("listener {id}: {message}")]
     Listener {
@@ -96,6 +96,12 @@ impl fmt::Display for OriginSuffix<'_> {
             Some(origin) => write!(f, " (set at {origin})"),
             None => Ok(()),
         }
+    }
+}
+
+impl From<crate::config::ConfigError> for Error {
+    fn from(e: crate::config::ConfigError) -> Self {
+        Error::Config(Box::new(e))
     }
 }
 

@@ -1,15 +1,18 @@
 //! kafka-listener: declarative Kafka listeners after Spring for Apache Kafka.
 
 pub mod config;
+mod container;
+mod embedded;
 mod error;
+mod error_handler;
 mod listener;
 mod producer;
-mod container;
-mod error_handler;
-mod embedded;
 mod runtime;
 
+pub use container::{ContainerProperties, ContainerReport, ListenerContainer};
+pub use embedded::EmbeddedCluster;
 pub use error::{BoxError, Error, Result};
+pub use error_handler::RetryPolicy;
 pub use kafka_listener_macros::kafka_listener;
 pub use listener::{
     find_listener, registered_listeners, BatchHandlerFn, BatchInvocation, ConsumerRecord,
@@ -17,13 +20,13 @@ pub use listener::{
     Json, Key, ListenerContext, ListenerDefinition, RecordHandlerFn, RecordMeta,
 };
 pub use producer::{ProducerRecord, ProducerTemplate, SendResult};
-pub use container::{ContainerProperties, ContainerReport, ListenerContainer};
-pub use error_handler::RetryPolicy;
-pub use embedded::EmbeddedCluster;
 pub use runtime::{run, run_with, Application, ApplicationBuilder, ShutdownReport};
 
 /// Re-exported for users who need librdkafka directly.
 pub use rdkafka;
+
+/// Re-exported: the `Bytes` extractor is `bytes::Bytes`.
+pub use bytes::Bytes;
 
 /// Not public API: what `#[kafka_listener]` expands to refers to these.
 #[doc(hidden)]

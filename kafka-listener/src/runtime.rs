@@ -99,7 +99,12 @@ async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
     match cli.command {
         Some(Command::Listeners) => {
             for def in registered_listeners() {
-                println!("{}\ttopics={}\t{}", def.id, def.topics.join(","), def.location);
+                println!(
+                    "{}\ttopics={}\t{}",
+                    def.id,
+                    def.topics.join(","),
+                    def.location
+                );
             }
             return ExitCode::SUCCESS;
         }
@@ -148,7 +153,6 @@ async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
 }
 
 fn report_startup_error(e: &Error) {
-    tracing::error!("start-up failed: {e}");
     eprintln!("error: {e}");
 }
 
@@ -269,7 +273,11 @@ impl ApplicationBuilder {
                                 id: id.clone(),
                                 message: format!(
                                     "no registered listener has this id (registered: {})",
-                                    registered.iter().map(|d| d.id).collect::<Vec<_>>().join(", ")
+                                    registered
+                                        .iter()
+                                        .map(|d| d.id)
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
                                 ),
                             })
                         }
@@ -343,7 +351,12 @@ impl ApplicationBuilder {
                 topics: plans
                     .iter()
                     .filter(|p| p.missing_topics_fatal)
-                    .flat_map(|p| p.props.topics.iter().map(|t| (p.props.listener_id.clone(), t.clone())))
+                    .flat_map(|p| {
+                        p.props
+                            .topics
+                            .iter()
+                            .map(|t| (p.props.listener_id.clone(), t.clone()))
+                    })
                     .collect(),
             };
             tokio::task::spawn_blocking(move || check.run())
@@ -354,16 +367,23 @@ impl ApplicationBuilder {
         let runtime = tokio::runtime::Handle::current();
         let mut containers = Vec::with_capacity(plans.len());
         for mut plan in plans {
-            plan.props.client_config.insert(0, ("bootstrap.servers".into(), bootstrap.clone()));
+            plan.props
+                .client_config
+                .insert(0, ("bootstrap.servers".into(), bootstrap.clone()));
             let cx = ListenerContext {
                 listener_id: plan.props.listener_id.as_str().into(),
                 producer: Some(producer.clone()),
             };
             let mut container = ListenerContainer::new(plan.props, plan.handler, cx);
             if plan.auto_startup {
-                container.start(&runtime).map_err(|e| attach_origin(e, &settings))?;
+                container
+                    .start(&runtime)
+                    .map_err(|e| attach_origin(e, &settings))?;
             } else {
-                tracing::info!(listener = container.listener_id(), "auto-startup is off: not started");
+                tracing::info!(
+                    listener = container.listener_id(),
+                    "auto-startup is off: not started"
+                );
             }
             containers.push(container);
         }
@@ -397,22 +417,30 @@ fn listener_value<T>(
     configured: Option<T>,
     parse: impl Fn(&str) -> std::result::Result<T, String>,
 ) -> Result<Option<T>> {
-    let per_listener = config.source_of(&format!("kafka.listener.{id}.{key}")).is_some();
+    let per_listener = config
+        .source_of(&format!("kafka.listener.{id}.{key}"))
+        .is_some();
     if per_listener {
         return Ok(configured);
     }
     if let Some(raw) = attribute {
         let origin = format!("#[kafka_listener] {id} {key}");
         let value = config.resolve_placeholders(raw, &origin)?;
-        return parse(value.trim()).map(Some).map_err(|message| Error::Listener {
-            id: id.to_owned(),
-            message: format!("{key} = {value:?}: {message}"),
-        });
+        return parse(value.trim())
+            .map(Some)
+            .map_err(|message| Error::Listener {
+                id: id.to_owned(),
+                message: format!("{key} = {value:?}: {message}"),
+            });
     }
     Ok(configured)
 }
 
-fn plan_listener(def: &ListenerDefinition, config: &Config, settings: &Settings) -> Result<ListenerPlan> {
+fn plan_listener(
+    def: &ListenerDefinition,
+    config: &Config,
+    settings: &Settings,
+) -> Result<ListenerPlan> {
     let id = def.id;
     let ls = settings.listeners.get(id).unwrap_or(&settings.listener);
     let mut topics = Vec::with_capacity(def.topics.len());
@@ -426,16 +454,28 @@ fn plan_listener(def: &ListenerDefinition, config: &Config, settings: &Settings)
         }
         topics.push(topic.trim().to_owned());
     }
-    let concurrency = listener_value(config, id, "concurrency", def.concurrency, ls.concurrency, |s| {
-        s.parse::<u32>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| "expected a positive integer".to_owned())
-    })?
+    let concurrency = listener_value(
+        config,
+        id,
+        "concurrency",
+        def.concurrency,
+        ls.concurrency,
+        |s| {
+            s.parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| "expected a positive integer".to_owned())
+        },
+    )?
     .unwrap_or(1);
-    let ack_mode = listener_value(config, id, "ack-mode", def.ack_mode, Some(ls.ack_mode), |s| {
-        s.parse::<AckMode>().map_err(|e| e.to_string())
-    })?
+    let ack_mode = listener_value(
+        config,
+        id,
+        "ack-mode",
+        def.ack_mode,
+        Some(ls.ack_mode),
+        |s| s.parse::<AckMode>().map_err(|e| e.to_string()),
+    )?
     .unwrap_or(ls.ack_mode);
     if !matches!(ack_mode, AckMode::Batch | AckMode::Record) {
         return Err(Error::Listener {
@@ -443,13 +483,28 @@ fn plan_listener(def: &ListenerDefinition, config: &Config, settings: &Settings)
             message: format!("ack mode {ack_mode} is not supported yet (record and batch are)"),
         });
     }
-    let auto_startup = listener_value(config, id, "auto-startup", def.auto_startup, ls.auto_startup, |s| {
-        s.parse::<bool>().map_err(|_| "expected true or false".to_owned())
-    })?
+    let auto_startup = listener_value(
+        config,
+        id,
+        "auto-startup",
+        def.auto_startup,
+        ls.auto_startup,
+        |s| {
+            s.parse::<bool>()
+                .map_err(|_| "expected true or false".to_owned())
+        },
+    )?
     .unwrap_or(true);
-    let group_id = listener_value(config, id, "group-id", def.group_id, ls.group_id.clone(), |s| Ok(s.to_owned()))?
-        .or_else(|| settings.consumer.group_id.clone())
-        .unwrap_or_else(|| id.to_owned());
+    let group_id = listener_value(
+        config,
+        id,
+        "group-id",
+        def.group_id,
+        ls.group_id.clone(),
+        |s| Ok(s.to_owned()),
+    )?
+    .or_else(|| settings.consumer.group_id.clone())
+    .unwrap_or_else(|| id.to_owned());
 
     let mut props = ContainerProperties::new(id, topics, "");
     props.client_config.clear();
@@ -474,7 +529,8 @@ fn plan_listener(def: &ListenerDefinition, config: &Config, settings: &Settings)
         props.set(&k, &v);
     }
     for item in def.properties {
-        let resolved = config.resolve_placeholders(item, &format!("#[kafka_listener] {id} properties"))?;
+        let resolved =
+            config.resolve_placeholders(item, &format!("#[kafka_listener] {id} properties"))?;
         match resolved.split_once('=') {
             Some((k, v)) if !k.trim().is_empty() => {
                 props.set(k.trim(), v.trim());
@@ -503,7 +559,9 @@ fn passthrough(out: &mut Vec<(String, String)>, items: &[Passthrough]) {
 
 /// `kafka.properties.*`: for every client.
 fn common_client_config(settings: &Settings) -> Vec<(String, String)> {
-    let mut out = Vec::new();
+    // Like the Java client (TCP_NODELAY): with Nagle on, a handler that awaits each send waits
+    // out the peer's delayed ACK (~40 ms) per record.
+    let mut out = vec![("socket.nagle.disable".to_owned(), "true".to_owned())];
     passthrough(&mut out, &settings.properties);
     out
 }
@@ -522,7 +580,10 @@ fn base_client_config(settings: &Settings, bootstrap: &str) -> ClientConfig {
 fn consumer_client_config(settings: &Settings) -> Vec<(String, String)> {
     let c = &settings.consumer;
     let mut out = common_client_config(settings);
-    out.push(("auto.offset.reset".into(), c.auto_offset_reset.as_librdkafka().into()));
+    out.push((
+        "auto.offset.reset".into(),
+        c.auto_offset_reset.as_librdkafka().into(),
+    ));
     if let Some(v) = c.enable_auto_commit {
         if v {
             tracing::warn!("kafka.consumer.enable-auto-commit=true: offsets are committed on a timer, whether records finished or not; at-least-once no longer holds");
@@ -545,7 +606,11 @@ fn consumer_client_config(settings: &Settings) -> Vec<(String, String)> {
     out
 }
 
-fn create_producer(settings: &Settings, config: &Config, bootstrap: &str) -> Result<ProducerTemplate> {
+fn create_producer(
+    settings: &Settings,
+    config: &Config,
+    bootstrap: &str,
+) -> Result<ProducerTemplate> {
     let p = &settings.producer;
     let mut client = base_client_config(settings, bootstrap);
     client.set("acks", p.acks.as_librdkafka());
@@ -569,7 +634,7 @@ fn create_producer(settings: &Settings, config: &Config, bootstrap: &str) -> Res
         client.set("message.send.max.retries", v.to_string());
     }
     if p.transaction_id_prefix.is_some() {
-        return Err(Error::Config(ConfigError::Unsupported {
+        return Err(Error::from(ConfigError::Unsupported {
             origin: config
                 .source_of("kafka.producer.transaction-id-prefix")
                 .cloned()
@@ -597,7 +662,11 @@ fn create_producer(settings: &Settings, config: &Config, bootstrap: &str) -> Res
 /// Names where a passthrough key came from when librdkafka rejects it.
 fn attach_origin(error: Error, settings: &Settings) -> Error {
     match error {
-        Error::ClientCreation { client, origin: None, source } => {
+        Error::ClientCreation {
+            client,
+            origin: None,
+            source,
+        } => {
             let text = source.to_string();
             // librdkafka names the offending property in quotes.
             let origin = settings
@@ -606,8 +675,12 @@ fn attach_origin(error: Error, settings: &Settings) -> Error {
                 .chain(&settings.consumer.properties)
                 .chain(&settings.producer.properties)
                 .find(|p| text.contains(&format!("\"{}\"", p.key)))
-                .map(|p| format!("{} ({})", p.source, p.key));
-            Error::ClientCreation { client, origin, source }
+                .map(|p| p.source.to_string());
+            Error::ClientCreation {
+                client,
+                origin,
+                source,
+            }
         }
         other => other,
     }
@@ -623,11 +696,14 @@ struct StartupCheck {
 impl StartupCheck {
     /// Blocking: the brokers answer within the timeout and every listener's topic exists.
     fn run(self) -> Result<()> {
-        let consumer: BaseConsumer = self.config.create().map_err(|source| Error::ClientCreation {
-            client: "start-up check".into(),
-            origin: None,
-            source,
-        })?;
+        let consumer: BaseConsumer =
+            self.config
+                .create()
+                .map_err(|source| Error::ClientCreation {
+                    client: "start-up check".into(),
+                    origin: None,
+                    source,
+                })?;
         let metadata = consumer
             .fetch_metadata(None, self.timeout)
             .map_err(|source| Error::BrokerUnreachable {
@@ -722,7 +798,10 @@ impl Application {
 
     /// Records finished so far by every listener.
     pub fn finished(&self) -> u64 {
-        self.containers.iter().map(ListenerContainer::finished).sum()
+        self.containers
+            .iter()
+            .map(ListenerContainer::finished)
+            .sum()
     }
 
     /// Graceful shutdown: stop fetching, finish in-flight records within each listener's

@@ -103,18 +103,37 @@ pub async fn produce(bootstrap: &str, topic: &str, records: &[(String, Vec<u8>)]
         .set("linger.ms", "5")
         .create()
         .expect("producer");
-    let futures: Vec<_> = records
-        .iter()
-        .map(|(k, v)| {
-            producer.send(
-                FutureRecord::to(topic).key(k.as_bytes()).payload(v.as_slice()),
-                Duration::from_secs(30),
-            )
-        })
-        .collect();
-    for (i, f) in futures.into_iter().enumerate() {
-        f.await
-            .unwrap_or_else(|(e, _)| panic!("delivering record {i} to {topic}: {e}"));
+    // Enqueue everything first (send_result does not wait), then await the deliveries.
+    let mut deliveries = Vec::with_capacity(records.len());
+    for (k, v) in records {
+        let mut record = FutureRecord::to(topic)
+            .key(k.as_bytes())
+            .payload(v.as_slice());
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break deliveries.push(delivery),
+                Err((e, back)) => {
+                    assert!(
+                        matches!(
+                            e,
+                            rdkafka::error::KafkaError::MessageProduction(
+                                rdkafka::types::RDKafkaErrorCode::QueueFull
+                            )
+                        ),
+                        "enqueueing to {topic}: {e}"
+                    );
+                    record = back;
+                    producer.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    for (i, d) in deliveries.into_iter().enumerate() {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => panic!("delivering record {i} to {topic}: {e}"),
+            Err(_) => panic!("delivery of record {i} to {topic} was cancelled"),
+        }
     }
     producer.flush(Duration::from_secs(10)).expect("flush");
 }
@@ -129,7 +148,12 @@ pub async fn produce_seq(bootstrap: &str, topic: &str, from: usize, n: usize) ->
 }
 
 /// Committed offset per partition of `group` on `topic` (missing partitions have none).
-pub async fn committed_offsets(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+pub async fn committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> HashMap<i32, i64> {
     let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
@@ -183,7 +207,10 @@ pub async fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> HashM
 pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -191,7 +218,10 @@ pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() ->
 fn wait_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

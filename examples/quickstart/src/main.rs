@@ -27,7 +27,11 @@ static SEEN: AtomicU64 = AtomicU64::new(0);
 
 /// Consumes page views. The default ack mode (`batch`) commits a partition's offset once the
 /// records it got in one poll cycle are finished.
-#[kafka_listener(id = "page_views", topics = "quickstart.events", group_id = "quickstart")]
+#[kafka_listener(
+    id = "page_views",
+    topics = "quickstart.events",
+    group_id = "quickstart"
+)]
 async fn on_page_view(view: Json<PageView>, meta: RecordMeta) -> Result<(), BoxError> {
     let n = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
     if n <= 3 || n % 200 == 0 {
@@ -53,7 +57,10 @@ async fn produce_samples(producer: ProducerTemplate) {
             page: pages[(seq % 4) as usize].to_owned(),
             seq,
         };
-        if let Err(e) = producer.send_json("quickstart.events", &view.user, &view).await {
+        if let Err(e) = producer
+            .send_json("quickstart.events", &view.user, &view)
+            .await
+        {
             tracing::warn!(error = %e, "sample send failed");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

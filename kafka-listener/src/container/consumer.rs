@@ -317,7 +317,11 @@ pub(crate) fn poll_loop(
 }
 
 /// Appends a message to this cycle's chunk for its partition.
-fn route(message: &BorrowedMessage<'_>, cycle: &mut Vec<((Arc<str>, i32), Chunk)>, core: &ConsumerCore) {
+fn route(
+    message: &BorrowedMessage<'_>,
+    cycle: &mut Vec<((Arc<str>, i32), Chunk)>,
+    core: &ConsumerCore,
+) {
     let (topic, partition) = (message.topic(), message.partition());
     // Messages arrive in runs per partition: check the last chunk first.
     let index = match cycle
@@ -377,7 +381,12 @@ fn dispatch(
     }
 }
 
-fn resume_drained<C: ConsumerContext>(consumer: &BaseConsumer<C>, name: &str, assigned: &[Assigned], low_water: usize) {
+fn resume_drained<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    name: &str,
+    assigned: &[Assigned],
+    low_water: usize,
+) {
     let mut tpl = TopicPartitionList::new();
     for a in assigned {
         if a.state.paused.load(Ordering::Acquire)
@@ -396,7 +405,11 @@ fn resume_drained<C: ConsumerContext>(consumer: &BaseConsumer<C>, name: &str, as
 
 /// Shutdown protocol for one consumer: stop every worker, wait for in-flight handlers until
 /// the deadline, commit everything finished synchronously, then close (leave the group).
-fn shutdown(consumer: BaseConsumer<CoreContext>, core: &ConsumerCore, deadline: Instant) -> ConsumerReport {
+fn shutdown(
+    consumer: BaseConsumer<CoreContext>,
+    core: &ConsumerCore,
+    deadline: Instant,
+) -> ConsumerReport {
     let mut report = ConsumerReport::default();
     let assigned = std::mem::take(&mut *core.assigned());
     for a in &assigned {

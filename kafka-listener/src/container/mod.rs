@@ -240,7 +240,8 @@ impl ListenerContainer {
             consumer
                 .subscribe(&topics)
                 .map_err(|e| Error::kafka(format!("subscribing {name} to {topics:?}"), e))?;
-            let (stop, deadline, report_tx) = (Arc::clone(&stop), Arc::clone(&deadline), report_tx.clone());
+            let (stop, deadline, report_tx) =
+                (Arc::clone(&stop), Arc::clone(&deadline), report_tx.clone());
             std::thread::Builder::new()
                 .name(format!("kl-{name}"))
                 .spawn(move || {

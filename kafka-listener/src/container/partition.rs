@@ -150,7 +150,11 @@ impl Worker {
     }
 
     /// Handles the records one by one; returns how many finished.
-    async fn run_records(&self, f: crate::listener::RecordHandlerFn, chunk: &[ConsumerRecord]) -> usize {
+    async fn run_records(
+        &self,
+        f: crate::listener::RecordHandlerFn,
+        chunk: &[ConsumerRecord],
+    ) -> usize {
         for (i, record) in chunk.iter().enumerate() {
             if self.state.stop.is_cancelled() {
                 return i;
@@ -177,23 +181,34 @@ impl Worker {
         chunk.len()
     }
 
-    async fn run_batch(&self, f: crate::listener::BatchHandlerFn, chunk: &[ConsumerRecord]) -> Outcome {
+    async fn run_batch(
+        &self,
+        f: crate::listener::BatchHandlerFn,
+        chunk: &[ConsumerRecord],
+    ) -> Outcome {
         let Some(last) = chunk.last() else {
             return Outcome::Finished;
         };
         let mut first_call = true;
         let outcome = self
             .with_retries(last.offset, || {
-                let invocation = match std::panic::catch_unwind(AssertUnwindSafe(|| f(chunk, &self.cx))) {
-                    Ok(invocation) => invocation,
-                    Err(p) => return Err(Err(panic_error(p))),
-                };
+                let invocation =
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| f(chunk, &self.cx))) {
+                        Ok(invocation) => invocation,
+                        Err(p) => return Err(Err(panic_error(p))),
+                    };
                 // Undecodable records go to the recoverer once, not on every retry.
                 if std::mem::take(&mut first_call) {
                     for (index, error) in invocation.rejected {
                         if let Some(r) = chunk.get(index) {
                             self.counters.recovered.fetch_add(1, Ordering::Relaxed);
-                            recover(&self.cx.listener_id, &r.topic, r.partition, r.offset, &Failure::Decode(error));
+                            recover(
+                                &self.cx.listener_id,
+                                &r.topic,
+                                r.partition,
+                                r.offset,
+                                &Failure::Decode(error),
+                            );
                         }
                     }
                 }
@@ -232,7 +247,13 @@ impl Worker {
                 },
                 Err(Ok(decode)) => {
                     self.counters.recovered.fetch_add(1, Ordering::Relaxed);
-                    recover(&self.cx.listener_id, &self.state.topic, self.state.partition, offset, &Failure::Decode(decode));
+                    recover(
+                        &self.cx.listener_id,
+                        &self.state.topic,
+                        self.state.partition,
+                        offset,
+                        &Failure::Decode(decode),
+                    );
                     return Outcome::Finished;
                 }
                 Err(Err(e)) => Err(e),
@@ -248,7 +269,10 @@ impl Worker {
                     &self.state.topic,
                     self.state.partition,
                     offset,
-                    &Failure::Exhausted { attempts, last: error },
+                    &Failure::Exhausted {
+                        attempts,
+                        last: error,
+                    },
                 );
                 return Outcome::Finished;
             }

@@ -183,9 +183,9 @@ impl FromRecord for ConsumerRecord {
 
 impl FromRecord for ProducerTemplate {
     fn from_record(_: &ConsumerRecord, cx: &ListenerContext) -> Result<Self, ExtractError> {
-        cx.producer
-            .clone()
-            .ok_or(ExtractError::Unavailable("no ProducerTemplate is configured for this listener"))
+        cx.producer.clone().ok_or(ExtractError::Unavailable(
+            "no ProducerTemplate is configured for this listener",
+        ))
     }
 }
 
@@ -263,7 +263,10 @@ mod tests {
         let r = ConsumerRecord::new("t", 0, 1).with_value(&b"{nope"[..]);
         let err = Json::<Order>::from_record(&r, &cx()).expect_err("must fail");
         let text = err.to_string();
-        assert!(text.contains("cannot decode the record's value as"), "{text}");
+        assert!(
+            text.contains("cannot decode the record's value as"),
+            "{text}"
+        );
         assert!(text.contains("Order"), "{text}");
     }
 
@@ -302,7 +305,12 @@ mod tests {
             Key::<String>::from_record(&r, &cx()),
             Err(ExtractError::NullKey)
         ));
-        assert_eq!(Key::<Option<String>>::from_record(&r, &cx()).expect("null key ok").0, None);
+        assert_eq!(
+            Key::<Option<String>>::from_record(&r, &cx())
+                .expect("null key ok")
+                .0,
+            None
+        );
     }
 
     #[test]
@@ -322,7 +330,10 @@ mod tests {
     fn meta_carries_position() {
         let r = ConsumerRecord::new("orders", 3, 42).with_timestamp(7);
         let m = RecordMeta::from_record(&r, &cx()).expect("meta");
-        assert_eq!((&*m.topic, m.partition, m.offset, m.timestamp), ("orders", 3, 42, Some(7)));
+        assert_eq!(
+            (&*m.topic, m.partition, m.offset, m.timestamp),
+            ("orders", 3, 42, Some(7))
+        );
     }
 
     #[test]

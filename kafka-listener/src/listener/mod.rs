@@ -20,7 +20,8 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), BoxError>> + Sen
 ///
 /// Extraction is separate from the call so that a record that cannot be decoded goes to the
 /// error path without retries, and so that a retry re-extracts from the same record.
-pub type RecordHandlerFn = fn(&ConsumerRecord, &ListenerContext) -> Result<HandlerFuture, ExtractError>;
+pub type RecordHandlerFn =
+    fn(&ConsumerRecord, &ListenerContext) -> Result<HandlerFuture, ExtractError>;
 
 /// A batch listener, erased: extracts every record's arguments and starts one call with the
 /// records that could be decoded.

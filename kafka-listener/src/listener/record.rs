@@ -54,7 +54,9 @@ impl ConsumerRecord {
 
     /// Adds a header (builder style).
     pub fn with_header(mut self, name: &str, value: Option<impl Into<Bytes>>) -> Self {
-        self.headers.0.push((name.to_owned(), value.map(Into::into)));
+        self.headers
+            .0
+            .push((name.to_owned(), value.map(Into::into)));
         self
     }
 
