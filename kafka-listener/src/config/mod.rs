@@ -89,7 +89,7 @@
 //! | `kafka.producer.buffer-memory` | — | Size: memory for records waiting to be sent. |
 //! | `kafka.producer.compression-type` | — | `none`, `gzip`, `snappy`, `lz4` or `zstd`. |
 //! | `kafka.producer.retries` | — | How often a failed send is retried (`0`, `1`, ...). |
-//! | `kafka.producer.transaction-id-prefix` | — | Enables transactional producers, with ids starting with this prefix. |
+//! | `kafka.producer.transaction-id-prefix` | — | Transactions: not supported yet, rejected at start-up. |
 //! | `kafka.producer.properties.<name>` | — | Raw librdkafka property for producers. |
 //! | `kafka.admin.operation-timeout` | `10s` | Duration: timeout of admin requests (topic checks). |
 //! | `kafka.admin.properties.<name>` | — | Raw librdkafka property for the admin client. |

@@ -54,7 +54,9 @@ pub enum ExtractError {
 
 /// Turns a record into one handler argument.
 ///
-/// Implemented by every extractor; see the [module docs](self) for the list.
+/// Implemented by every extractor: `Json<T>`, `String`, `Vec<u8>`, `Bytes`, `Option<_>` (tombstones),
+/// `Key<K>`, `Headers`, `RecordMeta`, `ConsumerRecord` and `ProducerTemplate`. A record that cannot
+/// be decoded never reaches the handler: it goes to the error path without retries.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of a #[kafka_listener] function",
     label = "not an extractor",
