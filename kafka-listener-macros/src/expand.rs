@@ -195,15 +195,40 @@ fn record_handler(sig: &Signature, arguments: &[Argument<'_>]) -> TokenStream {
 fn batch_handler(sig: &Signature, arguments: &[Argument<'_>]) -> TokenStream {
     let handler_ident = handler_ident();
     let record = format_ident!("__record");
-    let vectors: Vec<_> = (0..arguments.len())
+    let per_record: Vec<&Argument<'_>> = arguments.iter().filter(|a| !a.whole).collect();
+    let vectors: Vec<_> = (0..per_record.len())
         .map(|i| format_ident!("__vec{}", i))
         .collect();
-    let items: Vec<_> = (0..arguments.len())
+    let items: Vec<_> = (0..per_record.len())
         .map(|i| format_ident!("__item{}", i))
         .collect();
-    let element_types: Vec<_> = arguments.iter().map(|a| a.extracted).collect();
-    let extracts = arguments.iter().map(|a| extract(a.extracted, &record));
-    let future = boxed_future(sig, call_user_fn(sig, &vectors));
+    let element_types: Vec<_> = per_record.iter().map(|a| a.extracted).collect();
+    let extracts = per_record.iter().map(|a| extract(a.extracted, &record));
+    // The call's arguments in declaration order: a vector, or a batch-level value.
+    let mut next_vector = vectors.iter();
+    let mut wholes = Vec::new();
+    let values: Vec<syn::Ident> = arguments
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if a.whole {
+                let ident = format_ident!("__whole{}", i);
+                let ty = a.extracted;
+                wholes.push(quote_spanned! {ty.span()=>
+                    let #ident = <#ty as ::kafka_listener::__private::FromBatch>::from_batch(
+                        __records, &__accepted, __cx,
+                    );
+                });
+                ident
+            } else {
+                next_vector
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(|| format_ident!("__missing"))
+            }
+        })
+        .collect();
+    let future = boxed_future(sig, call_user_fn(sig, &values));
     quote! {
         fn #handler_ident(
             __records: &[::kafka_listener::__private::ConsumerRecord],
@@ -214,7 +239,7 @@ fn batch_handler(sig: &Signature, arguments: &[Argument<'_>]) -> TokenStream {
                     ::std::vec::Vec::with_capacity(__records.len());
             )*
             let mut __rejected = ::std::vec::Vec::new();
-            let mut __decoded = 0usize;
+            let mut __accepted: ::std::vec::Vec<usize> = ::std::vec::Vec::with_capacity(__records.len());
             // Every argument is extracted before any is pushed, so that a record is either in
             // all vectors or rejected, and the vectors stay aligned.
             fn __extract_all(
@@ -227,13 +252,14 @@ fn batch_handler(sig: &Signature, arguments: &[Argument<'_>]) -> TokenStream {
                 match __extract_all(__record, __cx) {
                     ::core::result::Result::Ok(( #( #items, )* )) => {
                         #( #vectors.push(#items); )*
-                        __decoded += 1;
+                        __accepted.push(__index);
                     }
                     ::core::result::Result::Err(__error) => __rejected.push((__index, __error)),
                 }
             }
+            #( #wholes )*
             let __future: ::core::option::Option<::kafka_listener::__private::HandlerFuture> =
-                if __decoded == 0 {
+                if __accepted.is_empty() {
                 ::core::option::Option::None
             } else {
                 ::core::option::Option::Some(#future)

@@ -175,7 +175,8 @@ use proc_macro::TokenStream;
 /// * Every argument is an extractor, a type implementing [`FromRecord`], taken by value with a
 ///   plain name (`order: Json<Order>`, `mut order`, `_`): `Json<T>`, `String`, `Vec<u8>`,
 ///   `Bytes`, `Option<_>` of those (to accept tombstones), `Key<K>`, `Headers`, `RecordMeta`,
-///   `ConsumerRecord`, `ProducerTemplate`. A batch listener takes `Vec<_>` of them. No
+///   `ConsumerRecord`, `ProducerTemplate`, `Acknowledgment`. A batch listener takes `Vec<_>`
+///   of them, plus at most one `Acknowledgment` for the whole batch (a `FromBatch`). No
 ///   arguments is fine too.
 /// * It returns `()` or `Result<(), E>` where `E` converts into `BoxError`. An `Err` goes to
 ///   the listener's error handler (retries, then the recoverer).

@@ -11,6 +11,9 @@ pub(crate) struct Argument<'a> {
     /// What is extracted from each record: the argument's type, or the `E` of a batch
     /// listener's `Vec<E>`.
     pub(crate) extracted: &'a Type,
+    /// A batch listener's batch-level argument (`Acknowledgment`): extracted once per batch
+    /// through `FromBatch`, not per record.
+    pub(crate) whole: bool,
 }
 
 /// Checks the signature and returns the arguments it could make sense of, with every error.
@@ -82,7 +85,7 @@ pub(crate) fn check(sig: &Signature, batch: bool) -> (Vec<Argument<'_>>, Errors)
                     errors.push(error);
                 }
                 match check_type(&typed.ty, batch) {
-                    Ok(extracted) => arguments.push(Argument { extracted }),
+                    Ok((extracted, whole)) => arguments.push(Argument { extracted, whole }),
                     Err(error) => errors.push(error),
                 }
             }
@@ -103,22 +106,17 @@ fn check_pattern(pat: &Pat) -> syn::Result<()> {
     }
 }
 
-/// Returns the type to extract from each record.
-fn check_type(ty: &Type, batch: bool) -> syn::Result<&Type> {
+/// Returns the type to extract from each record, or (`true`) once per batch.
+fn check_type(ty: &Type, batch: bool) -> syn::Result<(&Type, bool)> {
     check_owned(ty)?;
     match (batch, vec_element(ty)) {
         (true, Some(element)) => {
             check_owned(element)?;
-            Ok(element)
+            Ok((element, false))
         }
-        (true, None) => Err(syn::Error::new_spanned(
-            ty,
-            format!(
-                "a batch listener takes Vec<_> of extractors, e.g. Vec<Json<T>>; \
-                 found `{}`",
-                render(ty)
-            ),
-        )),
+        // Batch-level extractors (`Acknowledgment`); anything else fails the `FromBatch` bound,
+        // whose message lists what works.
+        (true, None) => Ok((ty, true)),
         (false, Some(element)) if !is_u8(element) => Err(syn::Error::new_spanned(
             ty,
             format!(
@@ -128,7 +126,7 @@ fn check_type(ty: &Type, batch: bool) -> syn::Result<&Type> {
                 render(ty)
             ),
         )),
-        (false, _) => Ok(ty),
+        (false, _) => Ok((ty, false)),
     }
 }
 

@@ -106,15 +106,15 @@ mod listener;
 mod producer;
 mod runtime;
 
-pub use container::{ContainerProperties, ContainerReport, ListenerContainer};
+pub use container::{Acknowledgment, ContainerProperties, ContainerReport, ListenerContainer};
 pub use embedded::EmbeddedCluster;
 pub use error::{BoxError, Error, Result};
 pub use error_handler::RetryPolicy;
 pub use kafka_listener_macros::kafka_listener;
 pub use listener::{
     find_listener, registered_listeners, BatchHandlerFn, BatchInvocation, ConsumerRecord,
-    ExtractError, FromPayload, FromRecord, Handler, HandlerFuture, Headers, IntoHandlerResult,
-    Json, Key, ListenerContext, ListenerDefinition, RecordHandlerFn, RecordMeta,
+    ExtractError, FromBatch, FromPayload, FromRecord, Handler, HandlerFuture, Headers,
+    IntoHandlerResult, Json, Key, ListenerContext, ListenerDefinition, RecordHandlerFn, RecordMeta,
 };
 pub use producer::{ProducerRecord, ProducerTemplate, SendResult};
 pub use runtime::{run, run_with, Application, ApplicationBuilder, ShutdownReport};
@@ -129,8 +129,8 @@ pub use bytes::Bytes;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::listener::{
-        BatchInvocation, ConsumerRecord, ExtractError, FromRecord, Handler, HandlerFuture,
-        IntoHandlerResult, ListenerContext, ListenerDefinition,
+        BatchInvocation, ConsumerRecord, ExtractError, FromBatch, FromRecord, Handler,
+        HandlerFuture, IntoHandlerResult, ListenerContext, ListenerDefinition,
     };
     pub use inventory;
 }

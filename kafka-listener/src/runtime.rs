@@ -373,6 +373,7 @@ impl ApplicationBuilder {
             let cx = ListenerContext {
                 listener_id: plan.props.listener_id.as_str().into(),
                 producer: Some(producer.clone()),
+                partition: None,
             };
             let mut container = ListenerContainer::new(plan.props, plan.handler, cx);
             if plan.auto_startup {
@@ -477,12 +478,6 @@ fn plan_listener(
         |s| s.parse::<AckMode>().map_err(|e| e.to_string()),
     )?
     .unwrap_or(ls.ack_mode);
-    if !matches!(ack_mode, AckMode::Batch | AckMode::Record) {
-        return Err(Error::Listener {
-            id: id.into(),
-            message: format!("ack mode {ack_mode} is not supported yet (record and batch are)"),
-        });
-    }
     let auto_startup = listener_value(
         config,
         id,
@@ -511,6 +506,8 @@ fn plan_listener(
     props.group_id = group_id;
     props.concurrency = concurrency;
     props.ack_mode = ack_mode;
+    props.ack_count = ls.ack_count;
+    props.ack_time = ls.ack_time;
     props.max_poll_records = settings.consumer.max_poll_records;
     props.poll_timeout = ls.poll_timeout;
     props.shutdown_timeout = ls.shutdown_timeout;

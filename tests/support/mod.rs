@@ -138,6 +138,33 @@ pub async fn produce(bootstrap: &str, topic: &str, records: &[(String, Vec<u8>)]
     producer.flush(Duration::from_secs(10)).expect("flush");
 }
 
+/// Produces `(key, value)` pairs to one partition of `topic`, in order.
+pub async fn produce_to(
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    records: &[(String, Vec<u8>)],
+) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("producer");
+    for (i, (k, v)) in records.iter().enumerate() {
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .partition(partition)
+                    .key(k.as_bytes())
+                    .payload(v.as_slice()),
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("delivering record {i} to {topic}-{partition}: {e}"));
+    }
+}
+
 /// Produces `n` JSON records `{"seq": i}` keyed `k{i}`; returns the keys.
 pub async fn produce_seq(bootstrap: &str, topic: &str, from: usize, n: usize) -> Vec<String> {
     let records: Vec<(String, Vec<u8>)> = (from..from + n)

@@ -17,8 +17,9 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::partition::{Chunk, Counters, PartitionState, Worker};
+use super::partition::{pause, Chunk, Counters, PartitionState, Worker, WorkerRequest};
 use super::ContainerProperties;
+use crate::config::AckMode;
 use crate::listener::{ConsumerRecord, Handler, ListenerContext};
 
 /// A partition assigned to this consumer, seen from the consumer thread.
@@ -42,6 +43,8 @@ pub(crate) struct ConsumerCore {
     /// commit again (work cut off by the deadline may finish late and must stay uncommitted).
     closed: AtomicBool,
     pub(crate) rebalances: AtomicU64,
+    requests_tx: std::sync::mpsc::Sender<WorkerRequest>,
+    requests_rx: Mutex<Option<std::sync::mpsc::Receiver<WorkerRequest>>>,
 }
 
 impl ConsumerCore {
@@ -53,7 +56,10 @@ impl ConsumerCore {
         counters: Arc<Counters>,
         runtime: tokio::runtime::Handle,
     ) -> Self {
+        let (requests_tx, requests_rx) = std::sync::mpsc::channel();
         ConsumerCore {
+            requests_tx,
+            requests_rx: Mutex::new(Some(requests_rx)),
             name,
             props,
             handler,
@@ -64,6 +70,14 @@ impl ConsumerCore {
             closed: AtomicBool::new(false),
             rebalances: AtomicU64::new(0),
         }
+    }
+
+    /// The partitions this consumer owns now.
+    pub(crate) fn assignment(&self) -> Vec<(String, i32)> {
+        self.assigned()
+            .iter()
+            .map(|a| (a.state.topic.to_string(), a.state.partition))
+            .collect()
     }
 
     fn assigned(&self) -> MutexGuard<'_, Vec<Assigned>> {
@@ -91,6 +105,7 @@ impl ConsumerCore {
                 retry: self.props.retry,
                 ack_mode: self.props.ack_mode,
                 counters: Arc::clone(&self.counters),
+                requests: self.requests_tx.clone(),
             };
             self.runtime.spawn(worker.run(rx));
             assigned.push(Assigned {
@@ -268,6 +283,55 @@ pub(crate) struct ConsumerReport {
     pub(crate) handlers_cut_off: usize,
 }
 
+/// When the ack mode lets the poll loop commit.
+struct CommitSchedule {
+    mode: AckMode,
+    ack_count: u64,
+    ack_time: Duration,
+    last_commit: Instant,
+    finished_at_last_commit: u64,
+}
+
+impl CommitSchedule {
+    /// Whether this turn may commit (`time`/`count` modes gate; the others always may).
+    fn due(&mut self, assigned: &[Assigned]) -> bool {
+        let finished: u64 = assigned.iter().map(|a| a.state.finished_records()).sum();
+        if finished < self.finished_at_last_commit {
+            self.finished_at_last_commit = finished; // partitions moved away
+        }
+        let by_count = finished - self.finished_at_last_commit >= self.ack_count;
+        let by_time = self.last_commit.elapsed() >= self.ack_time;
+        let due = match self.mode {
+            AckMode::Count => by_count,
+            AckMode::Time => by_time,
+            AckMode::CountTime => by_count || by_time,
+            _ => true,
+        };
+        if due
+            && matches!(
+                self.mode,
+                AckMode::Count | AckMode::Time | AckMode::CountTime
+            )
+        {
+            self.last_commit = Instant::now();
+            self.finished_at_last_commit = finished;
+        }
+        due
+    }
+}
+
+/// What the poll loop may commit for a partition this turn.
+fn committable(mode: AckMode, state: &PartitionState) -> Option<i64> {
+    match mode {
+        // Acknowledgements made after the batch ended (from another task, say) count once
+        // the partition has nothing in progress.
+        AckMode::Manual if state.queued.load(Ordering::Acquire) == 0 => {
+            state.offsets.pending_finished()
+        }
+        _ => state.offsets.pending_ack(),
+    }
+}
+
 /// The poll loop. Returns when `stop` is set, after the shutdown protocol.
 pub(crate) fn poll_loop(
     consumer: BaseConsumer<CoreContext>,
@@ -280,10 +344,30 @@ pub(crate) fn poll_loop(
     let max = props.max_poll_records.max(1);
     let high_water = max;
     let low_water = (max / 2).max(1);
+    let requests = core
+        .requests_rx
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    let mut schedule = CommitSchedule {
+        mode: props.ack_mode,
+        ack_count: props.ack_count.max(1),
+        ack_time: props.ack_time,
+        last_commit: Instant::now(),
+        finished_at_last_commit: 0,
+    };
+    // Partitions paused by a nack, and when to resume them.
+    let mut nacked: Vec<(Arc<PartitionState>, Instant)> = Vec::new();
     // Chunks of this cycle, in arrival order: (partition index key, records).
-    let mut cycle: Vec<((Arc<str>, i32), Chunk)> = Vec::new();
+    let mut cycle: Vec<((Arc<str>, i32), Vec<ConsumerRecord>)> = Vec::new();
 
     while !stop.load(Ordering::Acquire) {
+        if let Some(requests) = &requests {
+            while let Ok(request) = requests.try_recv() {
+                apply_request(&consumer, &core, request, &mut nacked);
+            }
+        }
+        resume_nacked(&consumer, &core.name, &mut nacked);
         let mut timeout = slice;
         let mut taken = 0;
         while taken < max {
@@ -304,9 +388,11 @@ pub(crate) fn poll_loop(
             dispatch(&consumer, &core, &mut cycle, high_water);
         }
         let assigned = core.assigned();
-        commit(&consumer, &core.name, &assigned, CommitMode::Async, |s| {
-            s.offsets.pending_ack()
-        });
+        if schedule.due(&assigned) {
+            commit(&consumer, &core.name, &assigned, CommitMode::Async, |s| {
+                committable(props.ack_mode, s)
+            });
+        }
         resume_drained(&consumer, &core.name, &assigned, low_water);
     }
     let deadline = deadline
@@ -316,10 +402,74 @@ pub(crate) fn poll_loop(
     shutdown(consumer, &core, deadline)
 }
 
+/// Applies a partition worker's request on the consumer thread.
+fn apply_request(
+    consumer: &BaseConsumer<CoreContext>,
+    core: &ConsumerCore,
+    request: WorkerRequest,
+    nacked: &mut Vec<(Arc<PartitionState>, Instant)>,
+) {
+    match request {
+        WorkerRequest::Nack { state, request } => {
+            let still_ours = core
+                .assigned()
+                .iter()
+                .any(|a| Arc::ptr_eq(&a.state, &state));
+            if !still_ours {
+                return; // revoked meanwhile: the new owner starts from the committed offset
+            }
+            let mut tpl = TopicPartitionList::new();
+            let _ = tpl.add_partition(&state.topic, state.partition);
+            if state.paused.fetch_or(pause::NACK, Ordering::AcqRel) == 0 {
+                if let Err(e) = consumer.pause(&tpl) {
+                    tracing::warn!(consumer = %core.name, error = %e, "pausing a nacked partition failed");
+                }
+            }
+            if let Err(e) = consumer.seek(
+                &state.topic,
+                state.partition,
+                Offset::Offset(request.offset),
+                Duration::from_secs(10),
+            ) {
+                tracing::error!(consumer = %core.name, topic = %state.topic, partition = state.partition,
+                    offset = request.offset, error = %e, "nack: seek failed; the record will be redelivered after a rebalance or restart");
+            }
+            state.seeked(Some(request.offset), false);
+            tracing::info!(consumer = %core.name, topic = %state.topic, partition = state.partition,
+                offset = request.offset, delay = ?request.delay, "nack: partition rewound and paused");
+            nacked.retain(|(s, _)| !Arc::ptr_eq(s, &state));
+            nacked.push((state, Instant::now() + request.delay));
+        }
+    }
+}
+
+fn resume_nacked(
+    consumer: &BaseConsumer<CoreContext>,
+    name: &str,
+    nacked: &mut Vec<(Arc<PartitionState>, Instant)>,
+) {
+    let now = Instant::now();
+    let mut tpl = TopicPartitionList::new();
+    nacked.retain(|(state, at)| {
+        if *at > now {
+            return true;
+        }
+        if state.paused.fetch_and(!pause::NACK, Ordering::AcqRel) == pause::NACK {
+            let _ = tpl.add_partition(&state.topic, state.partition);
+        }
+        false
+    });
+    if tpl.count() > 0 {
+        if let Err(e) = consumer.resume(&tpl) {
+            tracing::warn!(consumer = %name, error = %e, "resuming after a nack delay failed");
+        }
+    }
+}
+
 /// Appends a message to this cycle's chunk for its partition.
 fn route(
     message: &BorrowedMessage<'_>,
-    cycle: &mut Vec<((Arc<str>, i32), Chunk)>,
+    cycle: &mut Vec<((Arc<str>, i32), Vec<ConsumerRecord>)>,
     core: &ConsumerCore,
 ) {
     let (topic, partition) = (message.topic(), message.partition());
@@ -348,12 +498,12 @@ fn route(
 fn dispatch(
     consumer: &BaseConsumer<CoreContext>,
     core: &ConsumerCore,
-    cycle: &mut Vec<((Arc<str>, i32), Chunk)>,
+    cycle: &mut Vec<((Arc<str>, i32), Vec<ConsumerRecord>)>,
     high_water: usize,
 ) {
     let mut assigned = core.assigned();
     let mut to_pause = TopicPartitionList::new();
-    for ((topic, partition), chunk) in cycle.drain(..) {
+    for ((topic, partition), records) in cycle.drain(..) {
         let Some(a) = assigned
             .iter_mut()
             .find(|a| a.state.partition == partition && a.state.topic == topic)
@@ -361,14 +511,23 @@ fn dispatch(
             // Revoked while this cycle was being polled: not ours any more, never committed here.
             continue;
         };
-        let len = chunk.len();
+        let len = records.len();
+        let chunk = Chunk {
+            epoch: a.state.epoch(),
+            records,
+        };
         let queued = a.state.queued.fetch_add(len, Ordering::AcqRel) + len;
         if a.tx.send(chunk).is_err() {
             a.state.queued.fetch_sub(len, Ordering::AcqRel);
             continue;
         }
         a.dispatched += len as u64;
-        if queued >= high_water && !a.state.paused.swap(true, Ordering::AcqRel) {
+        if queued >= high_water
+            && a.state
+                .paused
+                .fetch_or(pause::BACKPRESSURE, Ordering::AcqRel)
+                == 0
+        {
             let _ = to_pause.add_partition(&topic, partition);
         }
     }
@@ -389,10 +548,13 @@ fn resume_drained<C: ConsumerContext>(
 ) {
     let mut tpl = TopicPartitionList::new();
     for a in assigned {
-        if a.state.paused.load(Ordering::Acquire)
+        if a.state.paused.load(Ordering::Acquire) & pause::BACKPRESSURE != 0
             && a.state.queued.load(Ordering::Acquire) < low_water
+            && a.state
+                .paused
+                .fetch_and(!pause::BACKPRESSURE, Ordering::AcqRel)
+                == pause::BACKPRESSURE
         {
-            a.state.paused.store(false, Ordering::Release);
             let _ = tpl.add_partition(&a.state.topic, a.state.partition);
         }
     }

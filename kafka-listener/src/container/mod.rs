@@ -7,9 +7,13 @@
 //!                                                └─ offset tracker ── commits (consumer thread)
 //! ```
 
+mod ack;
 mod consumer;
 mod offsets;
 mod partition;
+
+pub use ack::Acknowledgment;
+pub(crate) use partition::PartitionLink;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -40,6 +44,10 @@ pub struct ContainerProperties {
     pub concurrency: u32,
     /// When offsets are committed.
     pub ack_mode: AckMode,
+    /// Records finished between commits in `count` and `count_time` modes.
+    pub ack_count: u64,
+    /// Time between commits in `time` and `count_time` modes.
+    pub ack_time: Duration,
     /// Records taken per poll cycle (`kafka.consumer.max-poll-records`); also the per-partition
     /// queue size at which a partition is paused.
     pub max_poll_records: usize,
@@ -67,6 +75,8 @@ impl ContainerProperties {
             group_id: listener_id.to_owned(),
             concurrency: 1,
             ack_mode: AckMode::Batch,
+            ack_count: 1,
+            ack_time: Duration::from_secs(5),
             max_poll_records: 500,
             poll_timeout: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
@@ -150,6 +160,7 @@ impl ContainerReport {
 }
 
 struct Running {
+    cores: Vec<Arc<ConsumerCore>>,
     stop: Arc<AtomicBool>,
     deadline: Arc<Mutex<Option<Instant>>>,
     reports: std_mpsc::Receiver<ConsumerReport>,
@@ -202,6 +213,17 @@ impl ListenerContainer {
         self.counters.finished.load(Ordering::Relaxed)
     }
 
+    /// The partitions its consumers own now, sorted (Spring's `getAssignedPartitions`).
+    pub fn assigned_partitions(&self) -> Vec<(String, i32)> {
+        let mut all: Vec<(String, i32)> = self
+            .running
+            .iter()
+            .flat_map(|r| r.cores.iter().flat_map(|c| c.assignment()))
+            .collect();
+        all.sort();
+        all
+    }
+
     /// Whether the container has been started and not stopped.
     pub fn is_running(&self) -> bool {
         self.running.is_some()
@@ -217,6 +239,7 @@ impl ListenerContainer {
         let deadline = Arc::new(Mutex::new(None));
         let (report_tx, reports) = std_mpsc::channel();
         let concurrency = self.props.concurrency.max(1);
+        let mut cores = Vec::with_capacity(concurrency as usize);
         for index in 0..concurrency {
             let name = format!("{}-{index}", self.props.listener_id);
             let core = Arc::new(ConsumerCore::new(
@@ -227,6 +250,7 @@ impl ListenerContainer {
                 Arc::clone(&self.counters),
                 runtime.clone(),
             ));
+            cores.push(Arc::clone(&core));
             let consumer: BaseConsumer<CoreContext> = self
                 .props
                 .consumer_config(index)
@@ -256,6 +280,7 @@ impl ListenerContainer {
         tracing::info!(listener = %self.props.listener_id, group = %self.props.group_id,
             topics = ?self.props.topics, concurrency, ack_mode = ?self.props.ack_mode, "listener started");
         self.running = Some(Running {
+            cores,
             stop,
             deadline,
             reports,

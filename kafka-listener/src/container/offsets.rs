@@ -70,6 +70,15 @@ impl PartitionOffsets {
         self.committed.fetch_max(offset, Ordering::AcqRel);
     }
 
+    /// Starts over after a seek: positions from before it mean nothing now. The next commit
+    /// carries whatever finishes after the seek, even if that is below the last commit (a seek
+    /// backwards is a deliberate rewind).
+    pub(crate) fn reset(&self) {
+        self.finished.store(UNSET, Ordering::Release);
+        self.ackable.store(UNSET, Ordering::Release);
+        self.committed.store(UNSET, Ordering::Release);
+    }
+
     /// A commit failed: forget what was committed so the next cycle commits again.
     pub(crate) fn commit_failed(&self) {
         self.committed.store(UNSET, Ordering::Release);

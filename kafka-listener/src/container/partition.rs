@@ -1,22 +1,64 @@
 //! Partition workers: one async task per assigned partition, taking its records in order.
 
+use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::offsets::PartitionOffsets;
+use super::offsets::{PartitionOffsets, UNSET};
 use crate::config::AckMode;
 use crate::error_handler::{panic_error, recover, Failure, RetryPolicy};
 use crate::listener::{ConsumerRecord, Handler, HandlerFuture, ListenerContext};
 use crate::BoxError;
 
-/// The records of one partition from one poll cycle.
-pub(crate) type Chunk = Vec<ConsumerRecord>;
+/// The records of one partition from one poll cycle, stamped with the partition's seek epoch
+/// at dispatch: records fetched before a seek are stale after it and are dropped unhandled.
+#[derive(Debug)]
+pub(crate) struct Chunk {
+    pub(crate) epoch: u64,
+    pub(crate) records: Vec<ConsumerRecord>,
+}
+
+/// Why a partition is paused; it is resumed when no reason is left.
+pub(crate) mod pause {
+    /// Its queue is full (back-pressure).
+    pub(crate) const BACKPRESSURE: u8 = 1;
+    /// A `nack` delay is running.
+    pub(crate) const NACK: u8 = 2;
+    /// The container was paused by the application.
+    pub(crate) const USER: u8 = 4;
+}
+
+/// Offsets handed to a manual-mode handler and not yet acknowledged.
+#[derive(Debug)]
+struct ManualTracker {
+    pending: BTreeSet<i64>,
+    /// Next offset after the highest dispatched.
+    high: i64,
+    warned: bool,
+}
+
+impl ManualTracker {
+    /// The offset a commit may carry: the first unacknowledged one, or past everything.
+    fn position(&self) -> Option<i64> {
+        match self.pending.first() {
+            Some(first) => Some(*first),
+            None => (self.high != UNSET).then_some(self.high),
+        }
+    }
+}
+
+/// A request from a handler to redeliver from `offset` after `delay`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NackRequest {
+    pub(crate) offset: i64,
+    pub(crate) delay: Duration,
+}
 
 /// What the consumer thread and a partition worker share.
 #[derive(Debug)]
@@ -24,16 +66,28 @@ pub(crate) struct PartitionState {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     pub(crate) offsets: PartitionOffsets,
+    /// Seek epoch; the lock also orders completions against seeks (a completion of a record
+    /// from before a seek must not land in the tracker after the seek reset it).
+    epoch: Mutex<u64>,
+    manual: Mutex<ManualTracker>,
+    nack: Mutex<Option<(u64, NackRequest)>>,
     /// Records handed to the worker and not yet finished or dropped.
     pub(crate) queued: AtomicUsize,
     /// Records finished (handled or recovered) since assignment.
     finished_count: AtomicU64,
-    /// Paused by back-pressure (consumer thread only).
-    pub(crate) paused: AtomicBool,
+    /// Pause reasons (see [`pause`]); consumer thread only.
+    pub(crate) paused: AtomicU8,
+    /// `manual_immediate`: acknowledgements become committable at once.
+    immediate: AtomicBool,
     /// Stop taking records: set on revoke and shutdown. The record in hand finishes.
     pub(crate) stop: CancellationToken,
     exited: Mutex<bool>,
     exited_cv: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Plain data, consistent at every await-free step: a panic elsewhere cannot corrupt it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl PartitionState {
@@ -42,19 +96,117 @@ impl PartitionState {
             topic,
             partition,
             offsets: PartitionOffsets::new(),
+            epoch: Mutex::new(0),
+            manual: Mutex::new(ManualTracker {
+                pending: BTreeSet::new(),
+                high: UNSET,
+                warned: false,
+            }),
+            nack: Mutex::new(None),
             queued: AtomicUsize::new(0),
             finished_count: AtomicU64::new(0),
-            paused: AtomicBool::new(false),
+            paused: AtomicU8::new(0),
+            immediate: AtomicBool::new(false),
             stop: CancellationToken::new(),
             exited: Mutex::new(false),
             exited_cv: Condvar::new(),
         }
     }
 
+    pub(crate) fn epoch(&self) -> u64 {
+        *lock(&self.epoch)
+    }
+
+    /// A seek to `offset` was applied: later dispatches carry a new epoch, and the trackers
+    /// start over from `offset` (`full`: also forget committed/finished positions, for a seek
+    /// that may go backwards; a nack only rewinds what was never finished).
+    pub(crate) fn seeked(&self, offset: Option<i64>, full: bool) {
+        let mut epoch = lock(&self.epoch);
+        *epoch += 1;
+        if full {
+            self.offsets.reset();
+        }
+        let mut manual = lock(&self.manual);
+        match offset {
+            Some(o) if !full => {
+                manual.pending.retain(|p| *p < o);
+                if manual.high > o {
+                    manual.high = o;
+                }
+            }
+            _ => {
+                manual.pending.clear();
+                manual.high = UNSET;
+            }
+        }
+    }
+
+    /// A record of `epoch` finished (non-manual modes).
+    fn finish(&self, epoch: u64, offset: i64, ack_now: bool) {
+        let current = lock(&self.epoch);
+        if *current == epoch {
+            self.offsets.finish(offset);
+            if ack_now {
+                self.offsets.ack_finished();
+            }
+        }
+    }
+
+    /// Manual modes: the record at `offset` is now the handler's to acknowledge.
+    fn manual_dispatch(&self, offset: i64) {
+        let mut m = lock(&self.manual);
+        m.pending.insert(offset);
+        m.high = m.high.max(offset + 1);
+    }
+
+    /// Manual modes: `offset` was acknowledged (or recovered).
+    pub(crate) fn manual_ack(&self, epoch: u64, offset: i64) {
+        let current = lock(&self.epoch);
+        if *current != epoch {
+            return; // acknowledges a record from before a seek: stale
+        }
+        let mut m = lock(&self.manual);
+        m.pending.remove(&offset);
+        if let Some(position) = m.position() {
+            self.offsets.finish(position - 1);
+            if self.immediate.load(Ordering::Acquire) {
+                self.offsets.ack_finished();
+            }
+        }
+        drop(m);
+        drop(current);
+    }
+
+    fn manual_is_pending(&self, offset: i64) -> bool {
+        lock(&self.manual).pending.contains(&offset)
+    }
+
+    /// Logs the first record of this partition returned without acknowledgement; later ones
+    /// stay quiet.
+    fn warn_unacknowledged_once(&self, listener: &str, offset: i64) {
+        let mut m = lock(&self.manual);
+        if !m.warned {
+            m.warned = true;
+            tracing::warn!(listener, topic = %self.topic, partition = self.partition, offset,
+                "handler returned without acknowledging its record (manual ack mode): commits of this partition stop below it until it is acknowledged; it is redelivered after a restart or rebalance. Logged once per partition.");
+        }
+    }
+
+    pub(crate) fn request_nack(&self, epoch: u64, offset: i64, delay: Duration) {
+        *lock(&self.nack) = Some((epoch, NackRequest { offset, delay }));
+    }
+
+    fn take_nack(&self, epoch: u64) -> Option<NackRequest> {
+        lock(&self.nack)
+            .take()
+            .filter(|(e, _)| *e == epoch)
+            .map(|(_, r)| r)
+    }
+
     /// Blocks the calling (consumer) thread until the worker exited or `deadline` passed.
     /// Returns whether it exited.
     pub(crate) fn wait_exited(&self, deadline: Instant) -> bool {
-        let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        let mut exited = lock(&self.exited);
         while !*exited {
             let now = Instant::now();
             if now >= deadline {
@@ -73,7 +225,7 @@ impl PartitionState {
     }
 
     fn mark_exited(&self) {
-        let mut exited = self.exited.lock().unwrap_or_else(|p| p.into_inner());
+        let mut exited = lock(&self.exited);
         *exited = true;
         self.exited_cv.notify_all();
     }
@@ -97,6 +249,23 @@ pub(crate) struct Counters {
     pub(crate) recovered: AtomicU64,
 }
 
+/// What a handler's `Acknowledgment` needs to reach its partition.
+#[derive(Debug)]
+pub(crate) struct PartitionLink {
+    pub(crate) state: Arc<PartitionState>,
+    pub(crate) manual: bool,
+}
+
+/// Requests from partition workers to their consumer thread.
+#[derive(Debug)]
+pub(crate) enum WorkerRequest {
+    /// Rewind the partition to `offset` and pause it for `delay`.
+    Nack {
+        state: Arc<PartitionState>,
+        request: NackRequest,
+    },
+}
+
 pub(crate) struct Worker {
     pub(crate) state: Arc<PartitionState>,
     pub(crate) handler: Handler,
@@ -104,18 +273,42 @@ pub(crate) struct Worker {
     pub(crate) retry: RetryPolicy,
     pub(crate) ack_mode: AckMode,
     pub(crate) counters: Arc<Counters>,
+    pub(crate) requests: std::sync::mpsc::Sender<WorkerRequest>,
 }
 
 enum Outcome {
-    /// Handled (successfully or by the recoverer): the offset may move past it.
-    Finished,
+    /// Handled successfully: the offset may move past it.
+    Done,
+    /// Given to the recoverer after errors or a decode failure: the offset may move past it.
+    Recovered,
     /// Abandoned by a stop: not finished, must be redelivered.
     Stopped,
 }
 
+/// How a chunk ended.
+enum ChunkEnd {
+    /// Every record finished.
+    Complete,
+    /// A seek or nack made the rest stale; keep going with later chunks.
+    Abandoned,
+    /// Stop requested: the worker exits.
+    Stopped,
+}
+
 impl Worker {
-    pub(crate) async fn run(self, mut rx: mpsc::UnboundedReceiver<Chunk>) {
+    fn manual(&self) -> bool {
+        matches!(self.ack_mode, AckMode::Manual | AckMode::ManualImmediate)
+    }
+
+    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Chunk>) {
         let _exit = ExitGuard(Arc::clone(&self.state));
+        self.state
+            .immediate
+            .store(self.ack_mode == AckMode::ManualImmediate, Ordering::Release);
+        self.cx.partition = Some(Arc::new(PartitionLink {
+            state: Arc::clone(&self.state),
+            manual: self.manual(),
+        }));
         let stop = self.state.stop.clone();
         loop {
             let chunk = tokio::select! {
@@ -126,38 +319,89 @@ impl Worker {
                     None => break,
                 },
             };
-            let len = chunk.len();
-            let done = match self.handler {
-                Handler::Record(f) => self.run_records(f, &chunk).await,
-                Handler::Batch(f) => match self.run_batch(f, &chunk).await {
-                    Outcome::Finished => len,
-                    Outcome::Stopped => 0,
-                },
+            let len = chunk.records.len();
+            let end = if chunk.epoch != self.state.epoch() {
+                ChunkEnd::Abandoned // fetched before a seek: stale
+            } else {
+                match self.handler {
+                    Handler::Record(f) => self.run_records(f, &chunk).await,
+                    Handler::Batch(f) => self.run_batch(f, &chunk).await,
+                }
             };
             self.state.queued.fetch_sub(len, Ordering::AcqRel);
-            if done < len {
-                break; // stopped part-way: the rest is redelivered to whoever owns it next
+            if let ChunkEnd::Stopped = end {
+                break; // the rest is redelivered to whoever owns the partition next
             }
-            if self.ack_mode == AckMode::Batch {
+            // End of a poll cycle's batch: batch-like modes may now commit what finished.
+            if !matches!(self.ack_mode, AckMode::Record | AckMode::ManualImmediate) {
                 self.state.offsets.ack_finished();
             }
         }
         // Whatever is still queued is dropped unfinished; it was never committed.
         rx.close();
         while let Ok(chunk) = rx.try_recv() {
-            self.state.queued.fetch_sub(chunk.len(), Ordering::AcqRel);
+            self.state
+                .queued
+                .fetch_sub(chunk.records.len(), Ordering::AcqRel);
         }
     }
 
-    /// Handles the records one by one; returns how many finished.
-    async fn run_records(
-        &self,
-        f: crate::listener::RecordHandlerFn,
-        chunk: &[ConsumerRecord],
-    ) -> usize {
-        for (i, record) in chunk.iter().enumerate() {
+    /// After a record or batch finished: commit bookkeeping, or the nack it asked for.
+    /// Returns false if a nack made the rest of the chunk stale.
+    fn complete(&self, epoch: u64, offsets: &[i64], outcome: &Outcome) -> bool {
+        let Some(&last) = offsets.last() else {
+            return true;
+        };
+        if let Some(request) = self.state.take_nack(epoch) {
+            // Everything before the nacked offset finished; it and the rest come again.
+            if !self.manual() {
+                if let Some(prev) = offsets.iter().rev().find(|o| **o < request.offset) {
+                    self.state
+                        .finish(epoch, *prev, self.ack_mode == AckMode::Record);
+                }
+            }
+            let _ = self.requests.send(WorkerRequest::Nack {
+                state: Arc::clone(&self.state),
+                request,
+            });
+            return false;
+        }
+        self.state
+            .finished_count
+            .fetch_add(offsets.len() as u64, Ordering::AcqRel);
+        self.counters
+            .finished
+            .fetch_add(offsets.len() as u64, Ordering::Relaxed);
+        if self.manual() {
+            let recovered = matches!(outcome, Outcome::Recovered);
+            for &offset in offsets {
+                if recovered {
+                    self.state.manual_ack(epoch, offset);
+                } else if self.state.manual_is_pending(offset) {
+                    self.state
+                        .warn_unacknowledged_once(&self.cx.listener_id, offset);
+                }
+            }
+            if self.ack_mode == AckMode::ManualImmediate {
+                self.state.offsets.ack_finished();
+            }
+        } else {
+            self.state
+                .finish(epoch, last, self.ack_mode == AckMode::Record);
+        }
+        true
+    }
+
+    async fn run_records(&self, f: crate::listener::RecordHandlerFn, chunk: &Chunk) -> ChunkEnd {
+        for record in &chunk.records {
             if self.state.stop.is_cancelled() {
-                return i;
+                return ChunkEnd::Stopped;
+            }
+            if self.state.epoch() != chunk.epoch {
+                return ChunkEnd::Abandoned;
+            }
+            if self.manual() {
+                self.state.manual_dispatch(record.offset);
             }
             let outcome = self
                 .with_retries(record.offset, || {
@@ -166,41 +410,39 @@ impl Worker {
                         .and_then(|r| r.map_err(Ok))
                 })
                 .await;
-            match outcome {
-                Outcome::Finished => {
-                    self.state.offsets.finish(record.offset);
-                    if self.ack_mode == AckMode::Record {
-                        self.state.offsets.ack_finished();
-                    }
-                    self.state.finished_count.fetch_add(1, Ordering::AcqRel);
-                    self.counters.finished.fetch_add(1, Ordering::Relaxed);
-                }
-                Outcome::Stopped => return i,
+            if let Outcome::Stopped = outcome {
+                return ChunkEnd::Stopped;
+            }
+            if !self.complete(chunk.epoch, &[record.offset], &outcome) {
+                return ChunkEnd::Abandoned;
             }
         }
-        chunk.len()
+        ChunkEnd::Complete
     }
 
-    async fn run_batch(
-        &self,
-        f: crate::listener::BatchHandlerFn,
-        chunk: &[ConsumerRecord],
-    ) -> Outcome {
-        let Some(last) = chunk.last() else {
-            return Outcome::Finished;
+    async fn run_batch(&self, f: crate::listener::BatchHandlerFn, chunk: &Chunk) -> ChunkEnd {
+        let records = &chunk.records;
+        let Some(last) = records.last() else {
+            return ChunkEnd::Complete;
         };
+        let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+        if self.manual() {
+            for &o in &offsets {
+                self.state.manual_dispatch(o);
+            }
+        }
         let mut first_call = true;
         let outcome = self
             .with_retries(last.offset, || {
                 let invocation =
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| f(chunk, &self.cx))) {
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| f(records, &self.cx))) {
                         Ok(invocation) => invocation,
                         Err(p) => return Err(Err(panic_error(p))),
                     };
                 // Undecodable records go to the recoverer once, not on every retry.
                 if std::mem::take(&mut first_call) {
                     for (index, error) in invocation.rejected {
-                        if let Some(r) = chunk.get(index) {
+                        if let Some(r) = records.get(index) {
                             self.counters.recovered.fetch_add(1, Ordering::Relaxed);
                             recover(
                                 &self.cx.listener_id,
@@ -209,6 +451,9 @@ impl Worker {
                                 r.offset,
                                 &Failure::Decode(error),
                             );
+                            if self.manual() {
+                                self.state.manual_ack(chunk.epoch, r.offset);
+                            }
                         }
                     }
                 }
@@ -218,16 +463,11 @@ impl Worker {
                 }
             })
             .await;
-        if let Outcome::Finished = outcome {
-            self.state.offsets.finish(last.offset);
-            self.state
-                .finished_count
-                .fetch_add(chunk.len() as u64, Ordering::AcqRel);
-            self.counters
-                .finished
-                .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        match outcome {
+            Outcome::Stopped => ChunkEnd::Stopped,
+            outcome if self.complete(chunk.epoch, &offsets, &outcome) => ChunkEnd::Complete,
+            _ => ChunkEnd::Abandoned,
         }
-        outcome
     }
 
     /// Runs `start` (extract + call) and awaits it, retrying failures per the policy.
@@ -254,12 +494,12 @@ impl Worker {
                         offset,
                         &Failure::Decode(decode),
                     );
-                    return Outcome::Finished;
+                    return Outcome::Recovered;
                 }
                 Err(Err(e)) => Err(e),
             };
             let error = match result {
-                Ok(()) => return Outcome::Finished,
+                Ok(()) => return Outcome::Done,
                 Err(error) => error,
             };
             if attempt >= attempts {
@@ -274,7 +514,7 @@ impl Worker {
                         last: error,
                     },
                 );
-                return Outcome::Finished;
+                return Outcome::Recovered;
             }
             tracing::warn!(
                 listener = %self.cx.listener_id,
@@ -294,5 +534,58 @@ impl Worker {
                 () = tokio::time::sleep(self.retry.backoff) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> PartitionState {
+        PartitionState::new(Arc::from("t"), 0)
+    }
+
+    #[test]
+    fn manual_commit_stops_below_the_first_unacknowledged_record() {
+        let s = state();
+        for o in 10..15 {
+            s.manual_dispatch(o);
+        }
+        s.manual_ack(0, 10);
+        s.manual_ack(0, 12); // out of order: 11 still pending
+        s.manual_ack(0, 13);
+        assert_eq!(s.offsets.pending_finished(), Some(11));
+        s.manual_ack(0, 11);
+        assert_eq!(s.offsets.pending_finished(), Some(14));
+        s.manual_ack(0, 14);
+        s.manual_ack(0, 14); // twice is harmless
+        assert_eq!(s.offsets.pending_finished(), Some(15));
+    }
+
+    #[test]
+    fn completions_from_before_a_seek_are_ignored() {
+        let s = state();
+        s.finish(0, 41, true);
+        assert_eq!(s.offsets.pending_ack(), Some(42));
+        s.seeked(Some(5), true);
+        s.finish(0, 99, true); // a handler from before the seek completes late
+        assert_eq!(s.offsets.pending_ack(), None);
+        s.finish(1, 5, true);
+        assert_eq!(s.offsets.pending_ack(), Some(6));
+    }
+
+    #[test]
+    fn nack_rewind_keeps_acknowledged_records_before_it() {
+        let s = state();
+        for o in 0..4 {
+            s.manual_dispatch(o);
+        }
+        s.manual_ack(0, 0);
+        s.manual_ack(0, 1);
+        s.seeked(Some(2), false);
+        assert_eq!(s.offsets.pending_finished(), Some(2));
+        s.manual_dispatch(2);
+        s.manual_ack(1, 2);
+        assert_eq!(s.offsets.pending_finished(), Some(3));
     }
 }

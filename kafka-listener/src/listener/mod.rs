@@ -134,6 +134,8 @@ pub fn find_listener(id: &str) -> Option<&'static ListenerDefinition> {
 pub struct ListenerContext {
     pub(crate) listener_id: Arc<str>,
     pub(crate) producer: Option<ProducerTemplate>,
+    /// The partition being handled (set by the container for each partition worker).
+    pub(crate) partition: Option<Arc<crate::container::PartitionLink>>,
 }
 
 impl ListenerContext {
@@ -147,8 +149,22 @@ impl ListenerContext {
         ListenerContext {
             listener_id: Arc::from(listener_id),
             producer: None,
+            partition: None,
         }
     }
+}
+
+/// A batch-level argument of a batch listener: extracted once per batch, not per record
+/// (`Acknowledgment`). Other batch arguments are `Vec<_>` of record extractors.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be an argument of a batch #[kafka_listener] function",
+    label = "not a batch extractor",
+    note = "a batch listener takes Vec<_> of record extractors (Vec<Json<T>>, Vec<RecordMeta>, ...) or Acknowledgment"
+)]
+pub trait FromBatch: Sized {
+    /// Builds the argument for the records at `accepted` (indexes into `records` of the records
+    /// that were decoded and are passed to the handler).
+    fn from_batch(records: &[ConsumerRecord], accepted: &[usize], cx: &ListenerContext) -> Self;
 }
 
 /// What a listener function may return: `()` or `Result<(), E>` with `E: Into<BoxError>`.

@@ -9,7 +9,7 @@ struct Payment {
 }
 
 #[kafka_listener(
-    id = "payment-listener.v2",
+    id = "payment-listener-v2",
     topics = ["payments", "refunds"],
     group_id = "ledger",
     concurrency = 4,

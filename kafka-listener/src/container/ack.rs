@@ -1,0 +1,130 @@
+//! `Acknowledgment`: manual commits and negative acknowledgements.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::partition::PartitionState;
+use crate::listener::{ConsumerRecord, FromBatch, FromRecord, ListenerContext};
+use crate::ExtractError;
+
+/// Lets a handler commit its record (or batch) itself, or ask for redelivery.
+///
+/// Take it as an argument: `ack: Acknowledgment` in a record listener, once (not in a `Vec`) in a
+/// batch listener. With `ack_mode = "manual"` the acknowledged records are committed at the end
+/// of the poll cycle's batch; with `"manual_immediate"` on the consumer's next turn (within
+/// 100 ms). In the other ack modes the container commits on its own schedule and
+/// `acknowledge` has no effect, but `nack` still works.
+///
+/// - Acknowledging twice is harmless.
+/// - A record that is never acknowledged in a manual mode is never committed: commits stop
+///   below it (the container logs this once per partition), and it is redelivered after a
+///   restart or rebalance. Acknowledging later, from another task, is fine.
+/// - Commits never run ahead of an unacknowledged record, whatever order acknowledgements
+///   arrive in.
+#[derive(Clone)]
+pub struct Acknowledgment {
+    inner: Option<Arc<AckInner>>,
+}
+
+struct AckInner {
+    state: Arc<PartitionState>,
+    epoch: u64,
+    manual: bool,
+    /// Offsets covered, in order (one for a record listener).
+    offsets: Vec<i64>,
+    /// How many of `offsets` (a prefix) are acknowledged.
+    acked: AtomicUsize,
+}
+
+impl std::fmt::Debug for Acknowledgment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.inner {
+            Some(i) => f
+                .debug_struct("Acknowledgment")
+                .field("topic", &i.state.topic)
+                .field("partition", &i.state.partition)
+                .field("offsets", &i.offsets)
+                .field("acked", &i.acked.load(Ordering::Relaxed))
+                .finish(),
+            None => f.write_str("Acknowledgment(detached)"),
+        }
+    }
+}
+
+impl Acknowledgment {
+    fn new(cx: &ListenerContext, offsets: Vec<i64>) -> Self {
+        let inner = cx.partition.as_ref().map(|link| {
+            Arc::new(AckInner {
+                state: Arc::clone(&link.state),
+                epoch: link.state.epoch(),
+                manual: link.manual,
+                offsets,
+                acked: AtomicUsize::new(0),
+            })
+        });
+        Acknowledgment { inner }
+    }
+
+    /// Acknowledges the record, or every record of the batch.
+    pub fn acknowledge(&self) {
+        if let Some(i) = &self.inner {
+            self.acknowledge_up_to(i.offsets.len().saturating_sub(1));
+        }
+    }
+
+    /// Batch listeners: acknowledges the records at `0..=index` of the batch (indexes into the
+    /// handler's vectors). Out-of-range indexes acknowledge the whole batch.
+    pub fn acknowledge_up_to(&self, index: usize) {
+        let Some(i) = &self.inner else { return };
+        if i.offsets.is_empty() {
+            return;
+        }
+        let upto = (index + 1).min(i.offsets.len());
+        let before = i.acked.fetch_max(upto, Ordering::AcqRel);
+        if i.manual && upto > before {
+            for offset in &i.offsets[before..upto] {
+                i.state.manual_ack(i.epoch, *offset);
+            }
+        }
+    }
+
+    /// Redelivers the record (record listener) or the batch from its first unacknowledged record,
+    /// and every later record of this partition, after `delay`. Only this partition waits;
+    /// the others keep flowing.
+    pub fn nack(&self, delay: Duration) {
+        if let Some(i) = &self.inner {
+            let first_unacked = i.acked.load(Ordering::Acquire);
+            self.nack_from(first_unacked, delay);
+        }
+    }
+
+    /// Batch listeners: acknowledges the records before `index` and redelivers the batch from
+    /// `index` on after `delay` (Spring's `nack(index, sleep)`).
+    pub fn nack_from(&self, index: usize, delay: Duration) {
+        let Some(i) = &self.inner else { return };
+        let Some(offset) = i.offsets.get(index) else {
+            return;
+        };
+        if index > 0 {
+            self.acknowledge_up_to(index - 1);
+        }
+        i.state.request_nack(i.epoch, *offset, delay);
+    }
+}
+
+impl FromRecord for Acknowledgment {
+    fn from_record(record: &ConsumerRecord, cx: &ListenerContext) -> Result<Self, ExtractError> {
+        Ok(Acknowledgment::new(cx, vec![record.offset]))
+    }
+}
+
+impl FromBatch for Acknowledgment {
+    fn from_batch(records: &[ConsumerRecord], accepted: &[usize], cx: &ListenerContext) -> Self {
+        let offsets = accepted
+            .iter()
+            .filter_map(|i| records.get(*i).map(|r| r.offset))
+            .collect();
+        Acknowledgment::new(cx, offsets)
+    }
+}
