@@ -10,7 +10,9 @@ use kafka_listener_tests::*;
 
 /// (topic, partition, offset, key, when) of every handler call, across tests (each test has
 /// its own topics).
-static CALLS: Mutex<Vec<(String, i32, i64, String, Instant)>> = Mutex::new(Vec::new());
+type Call = (String, i32, i64, String, Instant);
+
+static CALLS: Mutex<Vec<Call>> = Mutex::new(Vec::new());
 
 fn note(meta: &RecordMeta, key: &str) {
     CALLS.lock().expect("calls lock").push((

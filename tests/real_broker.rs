@@ -402,22 +402,44 @@ async fn two_consumers_split_partitions_and_a_rebalance_loses_nothing() {
     create_topic(&bs, &topic, 6).await;
     produce_seq(&bs, &topic, 0, 1500).await;
     let a = start(&bs, "split", &topic, &group, &[]).await;
-    let owned = |app: &Application| app.container("split").map(|c| c.assigned_partitions().len()).unwrap_or(0);
-    wait_until(Duration::from_secs(60), "consumer A to own all 6 partitions", || owned(&a) == 6).await;
+    let owned = |app: &Application| {
+        app.container("split")
+            .map(|c| c.assigned_partitions().len())
+            .unwrap_or(0)
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "consumer A to own all 6 partitions",
+        || owned(&a) == 6,
+    )
+    .await;
     let b = start(&bs, "split", &topic, &group, &[]).await;
-    wait_until(Duration::from_secs(60), "A and B to split the partitions", || {
-        owned(&a) > 0 && owned(&b) > 0 && owned(&a) + owned(&b) == 6
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "A and B to split the partitions",
+        || owned(&a) > 0 && owned(&b) > 0 && owned(&a) + owned(&b) == 6,
+    )
     .await;
     let (a_before, b_before) = (a.finished(), b.finished());
     produce_seq(&bs, &topic, 1500, 1500).await;
-    wait_until(Duration::from_secs(60), "3000 records", || distinct(&SPLIT_SEEN) == 3000).await;
-    assert!(a.finished() > a_before && b.finished() > b_before, "both consumers handled records");
+    wait_until(Duration::from_secs(60), "3000 records", || {
+        distinct(&SPLIT_SEEN) == 3000
+    })
+    .await;
+    assert!(
+        a.finished() > a_before && b.finished() > b_before,
+        "both consumers handled records"
+    );
     // B leaves gracefully while records flow; A takes its partitions back.
     let produce_more = produce_seq(&bs, &topic, 3000, 1000);
     let (report_b, _) = tokio::join!(b.shutdown(), produce_more);
     assert!(report_b.is_clean(), "{report_b}");
-    wait_until(Duration::from_secs(60), "A to own all 6 partitions again", || owned(&a) == 6).await;
+    wait_until(
+        Duration::from_secs(60),
+        "A to own all 6 partitions again",
+        || owned(&a) == 6,
+    )
+    .await;
     wait_until(Duration::from_secs(90), "all 4000 records", || {
         distinct(&SPLIT_SEEN) == 4000
     })

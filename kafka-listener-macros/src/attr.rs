@@ -20,6 +20,9 @@ pub(crate) mod kw {
     pub(crate) const AUTO_STARTUP: &str = "auto_startup";
     pub(crate) const PROPERTIES: &str = "properties";
     pub(crate) const CLIENT_ID_PREFIX: &str = "client_id_prefix";
+    pub(crate) const TOPIC_PATTERN: &str = "topic_pattern";
+    pub(crate) const PARTITIONS: &str = "partitions";
+    pub(crate) const REBALANCE_LISTENER: &str = "rebalance_listener";
 
     /// Every key, in the order the docs and error messages list them.
     pub(crate) const ALL: &[&str] = &[
@@ -32,10 +35,13 @@ pub(crate) mod kw {
         AUTO_STARTUP,
         PROPERTIES,
         CLIENT_ID_PREFIX,
+        TOPIC_PATTERN,
+        PARTITIONS,
+        REBALANCE_LISTENER,
     ];
 
-    /// Spring keys planned for a later version.
-    pub(crate) const NOT_YET: &[&str] = &["topic_pattern", "topic_partitions", "partitions"];
+    /// Spring's `topicPartitions`, spelled `partitions` here.
+    pub(crate) const NOT_YET: &[&str] = &["topic_partitions"];
 
     /// Spring's `containerFactory`, which has no counterpart here.
     pub(crate) const CONTAINER_FACTORY: &str = "container_factory";
@@ -68,6 +74,10 @@ pub(crate) struct ListenerArgs {
     pub(crate) auto_startup: Option<String>,
     pub(crate) properties: Vec<String>,
     pub(crate) client_id_prefix: Option<String>,
+    pub(crate) topic_pattern: Option<String>,
+    pub(crate) partitions: Vec<String>,
+    /// A path to a `static` implementing `RebalanceListener`.
+    pub(crate) rebalance_listener: Option<syn::Path>,
 }
 
 /// Collects errors so that one compile reports all of them (serde's approach).
@@ -131,7 +141,7 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
             ));
             continue;
         }
-        topics_given |= known == kw::TOPICS;
+        topics_given |= matches!(known, kw::TOPICS | kw::TOPIC_PATTERN | kw::PARTITIONS);
         if let Err(error) = parse_entry(known, meta, &mut args) {
             errors.push(error);
         }
@@ -139,8 +149,29 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
     if !topics_given {
         errors.push(syn::Error::new(
             Span::call_site(),
-            "missing `topics`: say which topics to listen to, e.g. #[kafka_listener(topics = \"orders\")]",
+            "missing `topics`: say which topics to listen to, e.g. #[kafka_listener(topics = \"orders\")] \
+             (or `topic_pattern`, or `partitions`)",
         ));
+    }
+    let sources = [kw::TOPICS, kw::TOPIC_PATTERN, kw::PARTITIONS]
+        .iter()
+        .filter(|k| seen.contains(*k))
+        .count();
+    if sources > 1 {
+        let second = metas
+            .iter()
+            .filter(|m| {
+                m.path()
+                    .get_ident()
+                    .is_some_and(|i| i == kw::TOPIC_PATTERN || i == kw::PARTITIONS)
+            })
+            .last();
+        if let Some(meta) = second {
+            errors.push(syn::Error::new_spanned(
+                meta.path(),
+                "give one of `topics`, `topic_pattern` or `partitions` (the partitions name their topics)",
+            ));
+        }
     }
     (args, errors)
 }
@@ -163,6 +194,9 @@ fn parse_entry(key: &'static str, meta: &Meta, args: &mut ListenerArgs) -> syn::
         kw::AUTO_STARTUP => args.auto_startup = Some(auto_startup(value)?),
         kw::PROPERTIES => args.properties = properties(value)?,
         kw::CLIENT_ID_PREFIX => args.client_id_prefix = Some(plain_string(key, value)?),
+        kw::TOPIC_PATTERN => args.topic_pattern = Some(topic_pattern(value)?),
+        kw::PARTITIONS => args.partitions = partitions(value)?,
+        kw::REBALANCE_LISTENER => args.rebalance_listener = Some(path_value(key, value)?),
         _ => unreachable!("every key in kw::ALL is handled"),
     }
     Ok(())
@@ -172,7 +206,9 @@ fn unknown_key(key: &Ident) -> syn::Error {
     let name = key.to_string();
     let snake = normalize(&name);
     let message = if kw::NOT_YET.contains(&snake.as_str()) {
-        format!("`{snake}` is not supported yet; use `topics`")
+        format!(
+            "`{name}` is spelled `partitions` here: partitions = [\"orders:0\", \"orders:1@100\"]"
+        )
     } else if snake == kw::CONTAINER_FACTORY {
         format!(
             "`{name}` is not needed: configure the listener's container with \
@@ -204,6 +240,9 @@ fn example(key: &str) -> &'static str {
         kw::AUTO_STARTUP => "auto_startup = false",
         kw::PROPERTIES => "properties = [\"max.poll.records=100\"]",
         kw::CLIENT_ID_PREFIX => "client_id_prefix = \"billing\"",
+        kw::TOPIC_PATTERN => "topic_pattern = \"orders-.*\"",
+        kw::PARTITIONS => "partitions = [\"orders:0\", \"orders:1@100\"]",
+        kw::REBALANCE_LISTENER => "rebalance_listener = MY_REBALANCE_LISTENER",
         _ => "key = value",
     }
 }
@@ -466,6 +505,69 @@ fn properties(expr: &Expr) -> syn::Result<Vec<String>> {
     errors.into_result().map(|()| properties)
 }
 
+fn topic_pattern(expr: &Expr) -> syn::Result<String> {
+    let lit = str_lit(kw::TOPIC_PATTERN, expr)?;
+    let value = lit.value();
+    if value.trim().is_empty() {
+        return Err(syn::Error::new_spanned(
+            lit,
+            "`topic_pattern` must not be empty",
+        ));
+    }
+    check_placeholders(&value).map_err(|m| syn::Error::new_spanned(lit, m))?;
+    Ok(value)
+}
+
+/// `"topic:partition"` or `"topic:partition@start"` (start: offset, earliest, latest, -N).
+fn partitions(expr: &Expr) -> syn::Result<Vec<String>> {
+    let (_, lits) = str_list(kw::PARTITIONS, expr)?;
+    let mut errors = Errors::default();
+    let mut out = Vec::with_capacity(lits.len());
+    for lit in lits {
+        let value = lit.value();
+        if value.contains("${") || partition_spec_ok(&value) {
+            out.push(value);
+        } else {
+            errors.push(syn::Error::new_spanned(
+                lit,
+                format!(
+                    "partition `{value}` must be \"topic:partition\" or \"topic:partition@start\" \
+                     (start: an offset, earliest, latest, or -N before the committed offset)"
+                ),
+            ));
+        }
+    }
+    errors.into_result().map(|()| out)
+}
+
+fn partition_spec_ok(value: &str) -> bool {
+    let Some((topic, rest)) = value.rsplit_once(':') else {
+        return false;
+    };
+    let (partition, start) = match rest.split_once('@') {
+        Some((p, s)) => (p, Some(s)),
+        None => (rest, None),
+    };
+    let start_ok = match start {
+        None | Some("earliest") | Some("latest") => true,
+        Some(s) => s.parse::<i64>().is_ok(),
+    };
+    !topic.is_empty() && partition.parse::<u32>().is_ok() && start_ok
+}
+
+fn path_value(key: &str, expr: &Expr) -> syn::Result<syn::Path> {
+    match expr {
+        Expr::Path(p) if p.qself.is_none() => Ok(p.path.clone()),
+        other => Err(syn::Error::new_spanned(
+            other,
+            format!(
+                "`{key}` takes the path of a `static` implementing RebalanceListener: `{}`",
+                example(key)
+            ),
+        )),
+    }
+}
+
 /// A value that is exactly one `${name}` or `${name:default}`; only the default can be checked
 /// at compile time.
 struct Placeholder<'a> {
@@ -594,8 +696,10 @@ mod tests {
             parse_err(quote!(topics = "a", clientIdPrefix = "c")).contains("`client_id_prefix`")
         );
         assert!(parse_err(quote!(topic = "a")).contains("did you mean `topics`"));
-        assert!(parse_err(quote!(topicPattern = "a.*"))
-            .contains("`topic_pattern` is not supported yet; use `topics`"));
+        assert!(parse_err(quote!(topicPattern = "a.*")).contains("did you mean `topic_pattern`"));
+        assert!(parse_err(quote!(topicPartitions = "a")).contains("spelled `partitions`"));
+        assert!(parse_err(quote!(topics = "a", topic_pattern = "b.*")).contains("give one of"));
+        assert!(parse_err(quote!(partitions = ["a:x"])).contains("topic:partition"));
         assert!(parse_err(quote!(topics = "a", containerFactory = "f")).contains("not needed"));
     }
 

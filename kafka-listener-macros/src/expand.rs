@@ -109,6 +109,14 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
     let ack_mode = optional(args.ack_mode.as_deref());
     let auto_startup = optional(args.auto_startup.as_deref());
     let client_id_prefix = optional(args.client_id_prefix.as_deref());
+    let topic_pattern = optional(args.topic_pattern.as_deref());
+    let partitions = &args.partitions;
+    let rebalance_listener = match &args.rebalance_listener {
+        Some(path) => quote_spanned! {path.span()=>
+            ::core::option::Option::Some(&#path as &'static dyn ::kafka_listener::__private::RebalanceListener)
+        },
+        None => quote!(::core::option::Option::None),
+    };
     let location_suffix = format!("::{fn_name}");
     quote! {
         const _: () = {
@@ -124,6 +132,9 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
                     auto_startup: #auto_startup,
                     properties: &[#(#properties),*],
                     client_id_prefix: #client_id_prefix,
+                    topic_pattern: #topic_pattern,
+                    partitions: &[#(#partitions),*],
+                    rebalance_listener: #rebalance_listener,
                     handler: ::kafka_listener::__private::Handler::#variant(#handler_ident),
                     location: ::core::concat!(::core::module_path!(), #location_suffix),
                 }

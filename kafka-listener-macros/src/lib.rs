@@ -30,12 +30,15 @@ use proc_macro::TokenStream;
 ///
 /// # Keys
 ///
-/// Keys are Spring's attribute names in snake case. Only `topics` is required.
+/// Keys are Spring's attribute names in snake case. One of `topics`, `topic_pattern` or
+/// `partitions` is required.
 ///
 /// | key | value | default | Spring |
 /// |---|---|---|---|
-/// | `topics` | `"a"` or `["a", "b"]` | **required** | `topics` |
-/// | `id` | `"name"`: letters, digits, `_`, `.`, `-` | the function's name | `id` |
+/// | `topics` | `"a"` or `["a", "b"]` | one of these three is required | `topics` |
+/// | `topic_pattern` | `"orders-.*"`: a regular expression (librdkafka syntax) | | `topicPattern` |
+/// | `partitions` | `["orders:0", "orders:1@100"]`: explicit partitions, optional start (offset, `earliest`, `latest`, `-N` before the committed offset); no group rebalancing | | `topicPartitions` |
+/// | `id` | `"name"`: letters, digits, `_`, `-` | the function's name | `id` |
 /// | `group_id` | `"group"` | `kafka.consumer.group-id`, then the listener id | `groupId` |
 /// | `concurrency` | `3` (≥ 1), or `"${PLACEHOLDER:3}"` | `kafka.listener.<id>.concurrency`, then 1 | `concurrency` |
 /// | `ack_mode` | `"record"`, `"batch"`, `"time"`, `"count"`, `"count_time"`, `"manual"`, `"manual_immediate"`, or a placeholder | the configured ack mode | `ackMode` (container property) |
@@ -43,6 +46,7 @@ use proc_macro::TokenStream;
 /// | `auto_startup` | `true`, `false`, or a placeholder | `true` | `autoStartup` |
 /// | `properties` | `["key=value", ...]`, librdkafka names | none | `properties` |
 /// | `client_id_prefix` | `"prefix"` | none (librdkafka's default `client.id`) | `clientIdPrefix` |
+/// | `rebalance_listener` | path of a `static` implementing `RebalanceListener` | none | container's `ConsumerRebalanceListener` |
 ///
 /// Values are checked at compile time and registered as written; configuration
 /// (`kafka.listener.<id>.*`) can override them when the application starts.

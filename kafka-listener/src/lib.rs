@@ -106,7 +106,10 @@ mod listener;
 mod producer;
 mod runtime;
 
-pub use container::{Acknowledgment, ContainerProperties, ContainerReport, ListenerContainer};
+pub use container::{
+    Acknowledgment, AssignmentSeeker, ContainerProperties, ContainerReport, ListenerContainer,
+    PartitionAssignment, RebalanceListener, SeekTarget, Seeker, TopicPartition,
+};
 pub use embedded::EmbeddedCluster;
 pub use error::{BoxError, Error, Result};
 pub use error_handler::RetryPolicy;
@@ -117,7 +120,9 @@ pub use listener::{
     IntoHandlerResult, Json, Key, ListenerContext, ListenerDefinition, RecordHandlerFn, RecordMeta,
 };
 pub use producer::{ProducerRecord, ProducerTemplate, SendResult};
-pub use runtime::{run, run_with, Application, ApplicationBuilder, ShutdownReport};
+pub use runtime::{
+    registry, run, run_with, Application, ApplicationBuilder, ListenerRegistry, ShutdownReport,
+};
 
 /// Re-exported for users who need librdkafka directly.
 pub use rdkafka;
@@ -128,6 +133,7 @@ pub use bytes::Bytes;
 /// Not public API: what `#[kafka_listener]` expands to refers to these.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::container::RebalanceListener;
     pub use crate::listener::{
         BatchInvocation, ConsumerRecord, ExtractError, FromBatch, FromRecord, Handler,
         HandlerFuture, IntoHandlerResult, ListenerContext, ListenerDefinition,

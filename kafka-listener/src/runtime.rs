@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use std::future::Future;
@@ -13,7 +14,10 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
 
 use crate::config::{AckMode, Config, ConfigError, LoadOptions, Passthrough, Settings, Source};
-use crate::container::{ContainerProperties, ContainerReport, ListenerContainer};
+use crate::container::{
+    AssignmentSeeker, ContainerProperties, ContainerReport, ListenerContainer, PartitionAssignment,
+    RebalanceListener, TopicPartition,
+};
 use crate::embedded::EmbeddedCluster;
 use crate::error_handler::RetryPolicy;
 use crate::listener::{registered_listeners, ListenerContext, ListenerDefinition};
@@ -130,6 +134,7 @@ async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let _ = GLOBAL_REGISTRY.set(app.registry().clone());
     let background = runner.map(|r| tokio::spawn(r(app.producer().clone())));
     if let Err(e) = wait_for_signal().await {
         tracing::error!(error = %e, "cannot listen for signals; shutting down");
@@ -365,7 +370,9 @@ impl ApplicationBuilder {
         }
 
         let runtime = tokio::runtime::Handle::current();
+        let registry = ListenerRegistry::default();
         let mut containers = Vec::with_capacity(plans.len());
+        let mut to_start = Vec::new();
         for mut plan in plans {
             plan.props
                 .client_config
@@ -374,21 +381,28 @@ impl ApplicationBuilder {
                 listener_id: plan.props.listener_id.as_str().into(),
                 producer: Some(producer.clone()),
                 partition: None,
+                registry: Some(registry.clone()),
             };
-            let mut container = ListenerContainer::new(plan.props, plan.handler, cx);
+            let container = ListenerContainer::new(plan.props, plan.handler, cx);
             if plan.auto_startup {
-                container
-                    .start(&runtime)
-                    .map_err(|e| attach_origin(e, &settings))?;
+                to_start.push(container.clone());
             } else {
                 tracing::info!(
                     listener = container.listener_id(),
-                    "auto-startup is off: not started"
+                    "auto-startup is off: not started (start it through the ListenerRegistry)"
                 );
             }
             containers.push(container);
         }
+        let _ = registry.containers.set(containers.clone());
+        // Starting may block briefly (explicit partitions' starting offsets are looked up).
+        let rt = runtime.clone();
+        tokio::task::spawn_blocking(move || to_start.iter().try_for_each(|c| c.start_on(&rt)))
+            .await
+            .map_err(|e| Error::Shutdown(format!("starting the listeners panicked: {e}")))?
+            .map_err(|e| attach_origin(e, &settings))?;
         Ok(Application {
+            registry,
             containers,
             producer,
             embedded,
@@ -400,6 +414,24 @@ impl ApplicationBuilder {
 
 /// Partitions of each topic the embedded cluster creates.
 const EMBEDDED_PARTITIONS: i32 = 3;
+
+/// A `&'static` rebalance listener from the attribute, as the container's shared one.
+struct StaticRebalanceListener(&'static dyn RebalanceListener);
+
+impl RebalanceListener for StaticRebalanceListener {
+    fn on_partitions_assigned(&self, partitions: &[TopicPartition], seeker: &mut AssignmentSeeker) {
+        self.0.on_partitions_assigned(partitions, seeker);
+    }
+    fn on_partitions_revoked_before_commit(&self, partitions: &[TopicPartition]) {
+        self.0.on_partitions_revoked_before_commit(partitions);
+    }
+    fn on_partitions_revoked_after_commit(&self, partitions: &[TopicPartition]) {
+        self.0.on_partitions_revoked_after_commit(partitions);
+    }
+    fn on_partitions_lost(&self, partitions: &[TopicPartition]) {
+        self.0.on_partitions_lost(partitions);
+    }
+}
 
 struct ListenerPlan {
     props: ContainerProperties,
@@ -501,7 +533,32 @@ fn plan_listener(
     .or_else(|| settings.consumer.group_id.clone())
     .unwrap_or_else(|| id.to_owned());
 
+    let topic_pattern = def
+        .topic_pattern
+        .map(|p| config.resolve_placeholders(p, &format!("#[kafka_listener] {id} topic_pattern")))
+        .transpose()?;
+    let mut partitions = Vec::with_capacity(def.partitions.len());
+    for raw in def.partitions {
+        let item =
+            config.resolve_placeholders(raw, &format!("#[kafka_listener] {id} partitions"))?;
+        partitions.push(item.parse::<PartitionAssignment>().map_err(|message| {
+            Error::Listener {
+                id: id.into(),
+                message: format!("partitions: {message}"),
+            }
+        })?);
+    }
+    for p in &partitions {
+        if !topics.contains(&p.topic) {
+            topics.push(p.topic.clone());
+        }
+    }
     let mut props = ContainerProperties::new(id, topics, "");
+    props.topic_pattern = topic_pattern;
+    props.partitions = partitions;
+    props.rebalance_listener = def
+        .rebalance_listener
+        .map(|l| Arc::new(StaticRebalanceListener(l)) as Arc<dyn RebalanceListener>);
     props.client_config.clear();
     props.group_id = group_id;
     props.concurrency = concurrency;
@@ -725,9 +782,56 @@ impl StartupCheck {
     }
 }
 
+/// Every listener container of an [`Application`], by id: look one up to pause, resume, stop
+/// or start it (Spring's `KafkaListenerEndpointRegistry`). Cheap to clone; also an extractor,
+/// so a handler can take `registry: ListenerRegistry`.
+#[derive(Debug, Clone, Default)]
+pub struct ListenerRegistry {
+    containers: Arc<OnceLock<Vec<ListenerContainer>>>,
+}
+
+impl ListenerRegistry {
+    /// The container of listener `id`.
+    pub fn container(&self, id: &str) -> Option<ListenerContainer> {
+        self.containers
+            .get()?
+            .iter()
+            .find(|c| c.listener_id() == id)
+            .cloned()
+    }
+
+    /// The listener ids, sorted.
+    pub fn ids(&self) -> Vec<String> {
+        self.containers
+            .get()
+            .map(|all| all.iter().map(|c| c.listener_id().to_owned()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl crate::listener::FromRecord for ListenerRegistry {
+    fn from_record(
+        _: &crate::ConsumerRecord,
+        cx: &ListenerContext,
+    ) -> std::result::Result<Self, crate::ExtractError> {
+        cx.registry.clone().ok_or(crate::ExtractError::Unavailable(
+            "no ListenerRegistry outside an Application",
+        ))
+    }
+}
+
+static GLOBAL_REGISTRY: OnceLock<ListenerRegistry> = OnceLock::new();
+
+/// The registry of the application started by [`run`] or [`run_with`] (`None` before it
+/// started, or when the application was built with [`Application::builder`]).
+pub fn registry() -> Option<ListenerRegistry> {
+    GLOBAL_REGISTRY.get().cloned()
+}
+
 /// A running application: its containers, producer and (if configured) embedded cluster.
 #[derive(Debug)]
 pub struct Application {
+    registry: ListenerRegistry,
     containers: Vec<ListenerContainer>,
     producer: ProducerTemplate,
     embedded: Option<EmbeddedCluster>,
@@ -793,6 +897,11 @@ impl Application {
         self.containers.iter().find(|c| c.listener_id() == id)
     }
 
+    /// The registry of this application's containers.
+    pub fn registry(&self) -> &ListenerRegistry {
+        &self.registry
+    }
+
     /// Records finished so far by every listener.
     pub fn finished(&self) -> u64 {
         self.containers
@@ -806,7 +915,7 @@ impl Application {
     pub async fn shutdown(self) -> ShutdownReport {
         let started = Instant::now();
         let Application {
-            mut containers,
+            containers,
             producer,
             embedded,
             shutdown_timeout,
@@ -822,7 +931,7 @@ impl Application {
         let flush_budget = shutdown_timeout.max(Duration::from_secs(5));
         let (listeners, unflushed) = tokio::task::spawn_blocking(move || {
             let mut total = ContainerReport::default();
-            for (c, d) in containers.iter_mut().zip(deadlines) {
+            for (c, d) in containers.iter().zip(deadlines) {
                 total.merge(&c.wait(d));
             }
             drop(containers);

@@ -11,13 +11,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::BorrowedMessage;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::partition::{pause, Chunk, Counters, PartitionState, Worker, WorkerRequest};
+use super::partition::{pause, Chunk, ConsumerRequest, Counters, PartitionState, Worker};
+use super::rebalance::{partitions_of, resolve, AssignmentSeeker};
 use super::ContainerProperties;
 use crate::config::AckMode;
 use crate::listener::{ConsumerRecord, Handler, ListenerContext};
@@ -43,8 +45,10 @@ pub(crate) struct ConsumerCore {
     /// commit again (work cut off by the deadline may finish late and must stay uncommitted).
     closed: AtomicBool,
     pub(crate) rebalances: AtomicU64,
-    requests_tx: std::sync::mpsc::Sender<WorkerRequest>,
-    requests_rx: Mutex<Option<std::sync::mpsc::Receiver<WorkerRequest>>>,
+    pub(crate) requests_tx: std::sync::mpsc::Sender<ConsumerRequest>,
+    /// Paused by the application: newly assigned partitions start paused too.
+    user_paused: AtomicBool,
+    requests_rx: Mutex<Option<std::sync::mpsc::Receiver<ConsumerRequest>>>,
 }
 
 impl ConsumerCore {
@@ -60,6 +64,7 @@ impl ConsumerCore {
         ConsumerCore {
             requests_tx,
             requests_rx: Mutex::new(Some(requests_rx)),
+            user_paused: AtomicBool::new(false),
             name,
             props,
             handler,
@@ -146,10 +151,17 @@ impl ConsumerCore {
         for a in &revoked {
             a.state.stop.cancel();
         }
+        let listener = self.props.rebalance_listener.as_deref();
         if lost {
             tracing::warn!(consumer = %self.name, partitions = %describe(tpl),
                 "partitions lost: nothing committed; their unfinished records will be redelivered to the new owner");
+            if let Some(l) = listener {
+                l.on_partitions_lost(&partitions_of(tpl));
+            }
             return;
+        }
+        if let Some(l) = listener {
+            l.on_partitions_revoked_before_commit(&partitions_of(tpl));
         }
         let deadline = Instant::now() + self.props.revoke_timeout;
         for a in &revoked {
@@ -162,6 +174,63 @@ impl ConsumerCore {
             s.offsets.pending_finished()
         });
         tracing::info!(consumer = %self.name, partitions = %describe(tpl), committed, "partitions revoked");
+        if let Some(l) = listener {
+            l.on_partitions_revoked_after_commit(&partitions_of(tpl));
+        }
+    }
+
+    /// Assignment: the application's rebalance listener may choose starting offsets, which go
+    /// into the list handed to librdkafka (a seek right after assignment would fail).
+    fn assign_with_seeks<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        tpl: &mut TopicPartitionList,
+    ) {
+        if let Some(l) = self.props.rebalance_listener.as_deref() {
+            let mut seeker = AssignmentSeeker::default();
+            l.on_partitions_assigned(&partitions_of(tpl), &mut seeker);
+            for (tp, target) in seeker.seeks {
+                if tpl.find_partition(&tp.topic, tp.partition).is_none() {
+                    continue;
+                }
+                match resolve(consumer, &tp.topic, tp.partition, target) {
+                    Ok(offset) => {
+                        let _ = tpl.set_partition_offset(&tp.topic, tp.partition, offset);
+                    }
+                    Err(e) => tracing::error!(consumer = %self.name, topic = %tp.topic,
+                        partition = tp.partition, ?target, error = %e,
+                        "seek on assignment failed; starting from the committed offset"),
+                }
+            }
+        }
+        self.assign(tpl);
+    }
+
+    /// Applies the application's pause to partitions that were just assigned.
+    fn pause_if_paused<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) {
+        if !self.user_paused.load(Ordering::Acquire) {
+            return;
+        }
+        let assigned = self.assigned();
+        let mut to_pause = TopicPartitionList::new();
+        for a in assigned.iter() {
+            if tpl
+                .find_partition(&a.state.topic, a.state.partition)
+                .is_some()
+                && a.state.paused.fetch_or(pause::USER, Ordering::AcqRel) == 0
+            {
+                let _ = to_pause.add_partition(&a.state.topic, a.state.partition);
+            }
+        }
+        if to_pause.count() > 0 {
+            if let Err(e) = consumer.pause(&to_pause) {
+                tracing::warn!(consumer = %self.name, error = %e, "pausing newly assigned partitions failed");
+            }
+        }
     }
 
     fn commit_failed(&self, offsets: &TopicPartitionList) {
@@ -249,20 +318,49 @@ impl ClientContext for CoreContext {
 }
 
 impl ConsumerContext for CoreContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        self.0.rebalances.fetch_add(1, Ordering::Relaxed);
-        match rebalance {
-            Rebalance::Revoke(tpl) => self.0.revoke(consumer, tpl),
-            Rebalance::Assign(_) => {}
-            Rebalance::Error(e) => {
-                tracing::warn!(consumer = %self.0.name, error = %e, "rebalance error");
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let core = &self.0;
+        core.rebalances.fetch_add(1, Ordering::Relaxed);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                core.assign_with_seeks(consumer, tpl);
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                core.pause_if_paused(consumer, tpl);
+                r
             }
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            self.0.assign(tpl);
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                core.revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::warn!(consumer = %core.name, error = ?other, "rebalance error; giving up the assignment");
+                core.revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(consumer = %core.name, error = %e, partitions = %describe(tpl), "applying a rebalance failed");
         }
     }
 
@@ -282,6 +380,9 @@ pub(crate) struct ConsumerReport {
     pub(crate) commit_failures: usize,
     pub(crate) handlers_cut_off: usize,
 }
+
+/// The records one poll cycle took, grouped per partition in arrival order.
+type Cycle = Vec<((Arc<str>, i32), Vec<ConsumerRecord>)>;
 
 /// When the ack mode lets the poll loop commit.
 struct CommitSchedule {
@@ -359,7 +460,7 @@ pub(crate) fn poll_loop(
     // Partitions paused by a nack, and when to resume them.
     let mut nacked: Vec<(Arc<PartitionState>, Instant)> = Vec::new();
     // Chunks of this cycle, in arrival order: (partition index key, records).
-    let mut cycle: Vec<((Arc<str>, i32), Vec<ConsumerRecord>)> = Vec::new();
+    let mut cycle: Cycle = Vec::new();
 
     while !stop.load(Ordering::Acquire) {
         if let Some(requests) = &requests {
@@ -406,11 +507,69 @@ pub(crate) fn poll_loop(
 fn apply_request(
     consumer: &BaseConsumer<CoreContext>,
     core: &ConsumerCore,
-    request: WorkerRequest,
+    request: ConsumerRequest,
     nacked: &mut Vec<(Arc<PartitionState>, Instant)>,
 ) {
     match request {
-        WorkerRequest::Nack { state, request } => {
+        ConsumerRequest::Pause | ConsumerRequest::Resume => {
+            let pausing = matches!(request, ConsumerRequest::Pause);
+            core.user_paused.store(pausing, Ordering::Release);
+            let mut tpl = TopicPartitionList::new();
+            for a in core.assigned().iter() {
+                let changed = if pausing {
+                    a.state.paused.fetch_or(pause::USER, Ordering::AcqRel) == 0
+                } else {
+                    a.state.paused.fetch_and(!pause::USER, Ordering::AcqRel) == pause::USER
+                };
+                if changed {
+                    let _ = tpl.add_partition(&a.state.topic, a.state.partition);
+                }
+            }
+            let result = if tpl.count() == 0 {
+                Ok(())
+            } else if pausing {
+                consumer.pause(&tpl)
+            } else {
+                consumer.resume(&tpl)
+            };
+            match result {
+                Ok(()) => {
+                    tracing::info!(consumer = %core.name, paused = pausing, "consumer {}", if pausing { "paused" } else { "resumed" })
+                }
+                Err(e) => tracing::warn!(consumer = %core.name, error = %e, "pause/resume failed"),
+            }
+        }
+        ConsumerRequest::Seek {
+            topic,
+            partition,
+            target,
+        } => {
+            let state = core
+                .assigned()
+                .iter()
+                .find(|a| a.state.partition == partition && *a.state.topic == *topic)
+                .map(|a| Arc::clone(&a.state));
+            let Some(state) = state else {
+                return; // another consumer of the container owns it, or nobody does
+            };
+            let offset = match resolve(consumer, &topic, partition, target) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e, "seek: cannot resolve the target");
+                    return;
+                }
+            };
+            match consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+                Ok(()) => {
+                    state.seeked(None, true);
+                    tracing::info!(consumer = %core.name, %topic, partition, ?target, "seeked");
+                }
+                Err(e) => {
+                    tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e, "seek failed")
+                }
+            }
+        }
+        ConsumerRequest::Nack { state, request } => {
             let still_ours = core
                 .assigned()
                 .iter()
@@ -467,11 +626,7 @@ fn resume_nacked(
 }
 
 /// Appends a message to this cycle's chunk for its partition.
-fn route(
-    message: &BorrowedMessage<'_>,
-    cycle: &mut Vec<((Arc<str>, i32), Vec<ConsumerRecord>)>,
-    core: &ConsumerCore,
-) {
+fn route(message: &BorrowedMessage<'_>, cycle: &mut Cycle, core: &ConsumerCore) {
     let (topic, partition) = (message.topic(), message.partition());
     // Messages arrive in runs per partition: check the last chunk first.
     let index = match cycle
@@ -498,7 +653,7 @@ fn route(
 fn dispatch(
     consumer: &BaseConsumer<CoreContext>,
     core: &ConsumerCore,
-    cycle: &mut Vec<((Arc<str>, i32), Vec<ConsumerRecord>)>,
+    cycle: &mut Cycle,
     high_water: usize,
 ) {
     let mut assigned = core.assigned();
@@ -602,4 +757,36 @@ fn shutdown(
     // Dropping the consumer closes it: final revoke (a no-op now), leave group.
     drop(consumer);
     report
+}
+
+/// Subscribes the consumer to its topics or pattern, or assigns its explicit partitions
+/// (starting them where asked; blocking when that needs a lookup).
+pub(crate) fn attach(
+    consumer: &BaseConsumer<CoreContext>,
+    core: &ConsumerCore,
+    props: &ContainerProperties,
+) -> KafkaResult<()> {
+    if !props.partitions.is_empty() {
+        let mut tpl = TopicPartitionList::new();
+        for p in &props.partitions {
+            tpl.add_partition(&p.topic, p.partition);
+            if let Some(target) = p.initial {
+                let offset = resolve(consumer, &p.topic, p.partition, target)?;
+                tpl.set_partition_offset(&p.topic, p.partition, offset)?;
+            }
+        }
+        core.assign(&tpl);
+        consumer.assign(&tpl)?;
+        core.pause_if_paused(consumer, &tpl);
+        return Ok(());
+    }
+    match &props.topic_pattern {
+        // librdkafka treats a subscription starting with ^ as a regular expression.
+        Some(pattern) if pattern.starts_with('^') => consumer.subscribe(&[pattern.as_str()]),
+        Some(pattern) => consumer.subscribe(&[format!("^{pattern}").as_str()]),
+        None => {
+            let topics: Vec<&str> = props.topics.iter().map(String::as_str).collect();
+            consumer.subscribe(&topics)
+        }
+    }
 }

@@ -11,27 +11,29 @@ mod ack;
 mod consumer;
 mod offsets;
 mod partition;
+mod rebalance;
 
 pub use ack::Acknowledgment;
 pub(crate) use partition::PartitionLink;
+pub use rebalance::{AssignmentSeeker, RebalanceListener, SeekTarget, Seeker, TopicPartition};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 
 use crate::config::AckMode;
 use crate::error_handler::RetryPolicy;
 use crate::listener::{Handler, ListenerContext};
 use crate::{Error, Result};
 use consumer::{ConsumerCore, ConsumerReport, CoreContext};
-use partition::Counters;
+use partition::{ConsumerRequest, Counters};
 
 /// Everything a container needs to run one listener, resolved from the listener declaration
 /// and the configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct ContainerProperties {
     /// Listener id.
@@ -64,6 +66,28 @@ pub struct ContainerProperties {
     pub client_config: Vec<(String, String)>,
     /// Prefix of each consumer's `client.id` (suffix `-0`, `-1`, ...).
     pub client_id_prefix: String,
+    /// Subscribe to every topic matching this regular expression instead of `topics`
+    /// (librdkafka syntax; topics created later are picked up at the next metadata refresh,
+    /// `topic.metadata.refresh.interval.ms`).
+    pub topic_pattern: Option<String>,
+    /// Assign these partitions directly instead of subscribing: no group rebalancing, commits
+    /// still follow the ack mode (under `group_id`).
+    pub partitions: Vec<PartitionAssignment>,
+    /// Rebalance callbacks.
+    pub rebalance_listener: Option<Arc<dyn RebalanceListener>>,
+}
+
+impl std::fmt::Debug for ContainerProperties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerProperties")
+            .field("listener_id", &self.listener_id)
+            .field("topics", &self.topics)
+            .field("group_id", &self.group_id)
+            .field("concurrency", &self.concurrency)
+            .field("ack_mode", &self.ack_mode)
+            .field("rebalance_listener", &self.rebalance_listener.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ContainerProperties {
@@ -84,6 +108,9 @@ impl ContainerProperties {
             retry: RetryPolicy::default(),
             client_config: vec![("bootstrap.servers".to_owned(), bootstrap_servers.to_owned())],
             client_id_prefix: listener_id.to_owned(),
+            rebalance_listener: None,
+            topic_pattern: None,
+            partitions: Vec::new(),
         }
     }
 
@@ -123,6 +150,52 @@ impl ContainerProperties {
             config.set("fetch.queue.backoff.ms", "10");
         }
         config
+    }
+}
+
+/// One explicitly assigned partition and where to start it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionAssignment {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// Where to start; `None`: the committed offset (or `auto-offset-reset`).
+    pub initial: Option<SeekTarget>,
+}
+
+impl std::str::FromStr for PartitionAssignment {
+    type Err = String;
+
+    /// `topic:partition` or `topic:partition@start`, where start is an offset, `earliest`,
+    /// `latest`, or `-N` (N before the committed offset).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let expected = || {
+            format!("{s:?}: expected topic:partition or topic:partition@offset (offset: a number, earliest, latest, or -N relative to the committed offset)")
+        };
+        let (topic, rest) = s.trim().rsplit_once(':').ok_or_else(expected)?;
+        let (partition, start) = match rest.split_once('@') {
+            Some((p, o)) => (p, Some(o.trim())),
+            None => (rest, None),
+        };
+        let partition: i32 = partition.trim().parse().map_err(|_| expected())?;
+        let initial = match start {
+            None => None,
+            Some("earliest") => Some(SeekTarget::Beginning),
+            Some("latest") => Some(SeekTarget::End),
+            Some(o) if o.starts_with('-') => {
+                Some(SeekTarget::Relative(o.parse().map_err(|_| expected())?))
+            }
+            Some(o) => Some(SeekTarget::Offset(o.parse().map_err(|_| expected())?)),
+        };
+        if topic.trim().is_empty() || partition < 0 {
+            return Err(expected());
+        }
+        Ok(PartitionAssignment {
+            topic: topic.trim().to_owned(),
+            partition,
+            initial,
+        })
     }
 }
 
@@ -167,56 +240,74 @@ struct Running {
     consumers: u32,
 }
 
-/// Runs one listener: `concurrency` consumers in its group, each on its own thread, with a
-/// worker task per assigned partition.
-pub struct ListenerContainer {
+struct Inner {
     props: Arc<ContainerProperties>,
     handler: Handler,
     cx: ListenerContext,
     counters: Arc<Counters>,
-    running: Option<Running>,
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
+    running: Mutex<Option<Running>>,
+    paused: AtomicBool,
+}
+
+/// Runs one listener: `concurrency` consumers in its group, each on its own thread, with a
+/// worker task per assigned partition.
+///
+/// Cheap to clone: clones are handles to the same container, so the application can keep one
+/// to [`pause`](Self::pause), [`resume`](Self::resume), [`stop`](Self::stop_gracefully) and
+/// [`start`](Self::start) it at run time (Spring's `MessageListenerContainer` lifecycle).
+#[derive(Clone)]
+pub struct ListenerContainer {
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for ListenerContainer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ListenerContainer")
-            .field("listener_id", &self.props.listener_id)
-            .field("running", &self.running.is_some())
+            .field("listener_id", &self.inner.props.listener_id)
+            .field("running", &self.is_running())
             .finish_non_exhaustive()
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl ListenerContainer {
     /// A container for `handler` with `props`; `cx` is what extractors may draw on.
     pub fn new(props: ContainerProperties, handler: Handler, cx: ListenerContext) -> Self {
         ListenerContainer {
-            props: Arc::new(props),
-            handler,
-            cx,
-            counters: Arc::new(Counters::default()),
-            running: None,
+            inner: Arc::new(Inner {
+                props: Arc::new(props),
+                handler,
+                cx,
+                counters: Arc::new(Counters::default()),
+                runtime: Mutex::new(None),
+                running: Mutex::new(None),
+                paused: AtomicBool::new(false),
+            }),
         }
     }
 
     /// The listener id.
     pub fn listener_id(&self) -> &str {
-        &self.props.listener_id
+        &self.inner.props.listener_id
     }
 
     /// The properties this container runs with.
     pub fn properties(&self) -> &ContainerProperties {
-        &self.props
+        &self.inner.props
     }
 
-    /// Records finished so far (handled or recovered).
+    /// Records finished so far (handled or recovered), over every start.
     pub fn finished(&self) -> u64 {
-        self.counters.finished.load(Ordering::Relaxed)
+        self.inner.counters.finished.load(Ordering::Relaxed)
     }
 
     /// The partitions its consumers own now, sorted (Spring's `getAssignedPartitions`).
     pub fn assigned_partitions(&self) -> Vec<(String, i32)> {
-        let mut all: Vec<(String, i32)> = self
-            .running
+        let mut all: Vec<(String, i32)> = lock(&self.inner.running)
             .iter()
             .flat_map(|r| r.cores.iter().flat_map(|c| c.assignment()))
             .collect();
@@ -226,44 +317,101 @@ impl ListenerContainer {
 
     /// Whether the container has been started and not stopped.
     pub fn is_running(&self) -> bool {
-        self.running.is_some()
+        lock(&self.inner.running).is_some()
     }
 
-    /// Starts the consumers. Handlers run on `runtime`. Fails if a consumer cannot be created
-    /// (for example a bad librdkafka property) or cannot subscribe.
-    pub fn start(&mut self, runtime: &tokio::runtime::Handle) -> Result<()> {
-        if self.running.is_some() {
+    /// Whether [`pause`](Self::pause) is in effect.
+    pub fn is_paused(&self) -> bool {
+        self.inner.paused.load(Ordering::Acquire)
+    }
+
+    fn send_to_consumers(&self, make: impl Fn() -> ConsumerRequest) {
+        if let Some(running) = lock(&self.inner.running).as_ref() {
+            for core in &running.cores {
+                let _ = core.requests_tx.send(make());
+            }
+        }
+    }
+
+    /// Stops fetching records; in-flight records finish and are committed as usual. The
+    /// consumers keep polling, so they stay in the group and keep their partitions. Takes
+    /// effect within one poll turn (~100 ms); a restart of the container keeps it paused.
+    pub fn pause(&self) {
+        self.inner.paused.store(true, Ordering::Release);
+        self.send_to_consumers(|| ConsumerRequest::Pause);
+    }
+
+    /// Undoes [`pause`](Self::pause).
+    pub fn resume(&self) {
+        self.inner.paused.store(false, Ordering::Release);
+        self.send_to_consumers(|| ConsumerRequest::Resume);
+    }
+
+    /// Moves a partition's position, on whichever consumer owns it (see [`Seeker`]).
+    pub fn seek(&self, topic: &str, partition: i32, target: SeekTarget) {
+        self.send_to_consumers(|| ConsumerRequest::Seek {
+            topic: topic.to_owned(),
+            partition,
+            target,
+        });
+    }
+
+    /// Starts the consumers. Handlers run on `runtime` (remembered for later restarts).
+    /// Fails if a consumer cannot be created (for example a bad librdkafka property) or cannot
+    /// subscribe. Starting a running container does nothing.
+    pub fn start_on(&self, runtime: &tokio::runtime::Handle) -> Result<()> {
+        *lock(&self.inner.runtime) = Some(runtime.clone());
+        self.start()
+    }
+
+    /// Starts the consumers again after a stop, on the runtime given to
+    /// [`start_on`](Self::start_on) (or the current one).
+    pub fn start(&self) -> Result<()> {
+        let mut running = lock(&self.inner.running);
+        if running.is_some() {
             return Ok(());
         }
+        let runtime = match lock(&self.inner.runtime).clone() {
+            Some(rt) => rt,
+            None => tokio::runtime::Handle::try_current().map_err(|_| Error::Listener {
+                id: self.inner.props.listener_id.clone(),
+                message: "start() needs a tokio runtime: call it from one or use start_on()".into(),
+            })?,
+        };
+        let props = &self.inner.props;
         let stop = Arc::new(AtomicBool::new(false));
         let deadline = Arc::new(Mutex::new(None));
         let (report_tx, reports) = std_mpsc::channel();
-        let concurrency = self.props.concurrency.max(1);
+        let concurrency = props.concurrency.max(1);
         let mut cores = Vec::with_capacity(concurrency as usize);
+        let mut started = Vec::with_capacity(concurrency as usize);
         for index in 0..concurrency {
-            let name = format!("{}-{index}", self.props.listener_id);
+            let name = format!("{}-{index}", props.listener_id);
             let core = Arc::new(ConsumerCore::new(
                 name.clone(),
-                Arc::clone(&self.props),
-                self.handler,
-                self.cx.clone(),
-                Arc::clone(&self.counters),
+                Arc::clone(props),
+                self.inner.handler,
+                self.inner.cx.clone(),
+                Arc::clone(&self.inner.counters),
                 runtime.clone(),
             ));
-            cores.push(Arc::clone(&core));
-            let consumer: BaseConsumer<CoreContext> = self
-                .props
+            if self.is_paused() {
+                let _ = core.requests_tx.send(ConsumerRequest::Pause);
+            }
+            let consumer: BaseConsumer<CoreContext> = props
                 .consumer_config(index)
-                .create_with_context(CoreContext(core))
+                .create_with_context(CoreContext(Arc::clone(&core)))
                 .map_err(|source| Error::ClientCreation {
                     client: format!("consumer {name}"),
                     origin: None,
                     source,
                 })?;
-            let topics: Vec<&str> = self.props.topics.iter().map(String::as_str).collect();
-            consumer
-                .subscribe(&topics)
-                .map_err(|e| Error::kafka(format!("subscribing {name} to {topics:?}"), e))?;
+            consumer::attach(&consumer, &core, props)
+                .map_err(|e| Error::kafka(format!("subscribing {name}"), e))?;
+            cores.push(core);
+            started.push((name, consumer));
+        }
+        for (name, consumer) in started {
             let (stop, deadline, report_tx) =
                 (Arc::clone(&stop), Arc::clone(&deadline), report_tx.clone());
             std::thread::Builder::new()
@@ -277,9 +425,10 @@ impl ListenerContainer {
                     source,
                 })?;
         }
-        tracing::info!(listener = %self.props.listener_id, group = %self.props.group_id,
-            topics = ?self.props.topics, concurrency, ack_mode = ?self.props.ack_mode, "listener started");
-        self.running = Some(Running {
+        tracing::info!(listener = %props.listener_id, group = %props.group_id,
+            topics = ?props.topics, pattern = ?props.topic_pattern, partitions = props.partitions.len(),
+            concurrency, ack_mode = %props.ack_mode, "listener started");
+        *running = Some(Running {
             cores,
             stop,
             deadline,
@@ -292,17 +441,17 @@ impl ListenerContainer {
     /// Asks the consumers to stop fetching and finish in-flight work by `deadline`. Returns at
     /// once; [`wait`](Self::wait) collects the outcome.
     pub fn stop(&self, deadline: Instant) {
-        if let Some(running) = &self.running {
-            *running.deadline.lock().unwrap_or_else(|p| p.into_inner()) = Some(deadline);
+        if let Some(running) = lock(&self.inner.running).as_ref() {
+            *lock(&running.deadline) = Some(deadline);
             running.stop.store(true, Ordering::Release);
         }
     }
 
     /// Blocks until every consumer finished its shutdown (or `deadline` plus a grace period
     /// for closing passed). Call after [`stop`](Self::stop); blocking, so not on an async worker.
-    pub fn wait(&mut self, deadline: Instant) -> ContainerReport {
+    pub fn wait(&self, deadline: Instant) -> ContainerReport {
         let mut report = ContainerReport::default();
-        let Some(running) = self.running.take() else {
+        let Some(running) = lock(&self.inner.running).take() else {
             return report;
         };
         // Closing (leave group) comes after the commit; give it a little beyond the deadline.
@@ -319,16 +468,19 @@ impl ListenerContainer {
                 Err(_) => report.consumers_not_closed += 1,
             }
         }
-        report.finished = self.counters.finished.load(Ordering::Relaxed);
-        report.recovered = self.counters.recovered.load(Ordering::Relaxed);
+        report.finished = self.inner.counters.finished.load(Ordering::Relaxed);
+        report.recovered = self.inner.counters.recovered.load(Ordering::Relaxed);
         report
     }
 
-    /// [`stop`](Self::stop) then [`wait`](Self::wait), without blocking the async runtime.
-    pub async fn shutdown(mut self, timeout: Duration) -> ContainerReport {
+    /// Graceful stop of this container alone ([`stop`](Self::stop), then [`wait`](Self::wait)
+    /// without blocking the async runtime): in-flight records finish within `timeout` and are
+    /// committed, the consumers leave the group. [`start`](Self::start) brings it back.
+    pub async fn stop_gracefully(&self, timeout: Duration) -> ContainerReport {
         let deadline = Instant::now() + timeout;
         self.stop(deadline);
-        tokio::task::spawn_blocking(move || self.wait(deadline))
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.wait(deadline))
             .await
             .unwrap_or_default()
     }

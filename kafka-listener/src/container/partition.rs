@@ -254,16 +254,28 @@ pub(crate) struct Counters {
 pub(crate) struct PartitionLink {
     pub(crate) state: Arc<PartitionState>,
     pub(crate) manual: bool,
+    /// The consumer thread that owns the partition, for seeks from handlers.
+    pub(crate) requests: std::sync::mpsc::Sender<ConsumerRequest>,
 }
 
-/// Requests from partition workers to their consumer thread.
+/// Requests to a consumer thread, from its partition workers, handlers and the container.
 #[derive(Debug)]
-pub(crate) enum WorkerRequest {
+pub(crate) enum ConsumerRequest {
     /// Rewind the partition to `offset` and pause it for `delay`.
     Nack {
         state: Arc<PartitionState>,
         request: NackRequest,
     },
+    /// Move a partition's position (ignored by consumers that do not own it).
+    Seek {
+        topic: String,
+        partition: i32,
+        target: super::SeekTarget,
+    },
+    /// Stop fetching every partition (the consumer keeps polling, so it stays in the group).
+    Pause,
+    /// Undo [`ConsumerRequest::Pause`].
+    Resume,
 }
 
 pub(crate) struct Worker {
@@ -273,7 +285,7 @@ pub(crate) struct Worker {
     pub(crate) retry: RetryPolicy,
     pub(crate) ack_mode: AckMode,
     pub(crate) counters: Arc<Counters>,
-    pub(crate) requests: std::sync::mpsc::Sender<WorkerRequest>,
+    pub(crate) requests: std::sync::mpsc::Sender<ConsumerRequest>,
 }
 
 enum Outcome {
@@ -308,6 +320,7 @@ impl Worker {
         self.cx.partition = Some(Arc::new(PartitionLink {
             state: Arc::clone(&self.state),
             manual: self.manual(),
+            requests: self.requests.clone(),
         }));
         let stop = self.state.stop.clone();
         loop {
@@ -360,7 +373,7 @@ impl Worker {
                         .finish(epoch, *prev, self.ack_mode == AckMode::Record);
                 }
             }
-            let _ = self.requests.send(WorkerRequest::Nack {
+            let _ = self.requests.send(ConsumerRequest::Nack {
                 state: Arc::clone(&self.state),
                 request,
             });

@@ -60,7 +60,7 @@ pub enum ExtractError {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of a #[kafka_listener] function",
     label = "not an extractor",
-    note = "arguments are extractors: Json<T>, String, Vec<u8>, Bytes, Option<_> (tombstones), Key<K>, Headers, RecordMeta, ConsumerRecord, ProducerTemplate, Acknowledgment",
+    note = "arguments are extractors: Json<T>, String, Vec<u8>, Bytes, Option<_> (tombstones), Key<K>, Headers, RecordMeta, ConsumerRecord, ProducerTemplate, Acknowledgment, Seeker, ListenerRegistry",
     note = "a batch listener takes Vec<_> of those"
 )]
 pub trait FromRecord: Sized {

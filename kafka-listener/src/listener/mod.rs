@@ -67,7 +67,7 @@ impl Handler {
 /// Values are kept as written in the attribute (after macro validation); `${placeholders}` are
 /// resolved against the configuration when the listener starts. Embedders and tests can build
 /// one by hand and give it to [`ListenerContainer`](crate::ListenerContainer).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ListenerDefinition {
     /// The listener id (default: the function's name). Used in config keys
     /// `kafka.listener.<id>.*`, logs and metrics.
@@ -86,6 +86,13 @@ pub struct ListenerDefinition {
     pub properties: &'static [&'static str],
     /// Prefix for the consumers' `client.id`.
     pub client_id_prefix: Option<&'static str>,
+    /// Subscribe to topics matching this regular expression (instead of `topics`).
+    pub topic_pattern: Option<&'static str>,
+    /// Explicit partitions, `"topic:partition"` or `"topic:partition@offset"`: assigned
+    /// directly, without group rebalancing.
+    pub partitions: &'static [&'static str],
+    /// Rebalance callbacks.
+    pub rebalance_listener: Option<&'static dyn crate::RebalanceListener>,
     /// The erased handler.
     pub handler: Handler,
     /// Where the listener is declared (`module::path::fn_name`), for messages.
@@ -104,9 +111,28 @@ impl ListenerDefinition {
             auto_startup: None,
             properties: &[],
             client_id_prefix: None,
+            topic_pattern: None,
+            partitions: &[],
+            rebalance_listener: None,
             handler,
             location: "",
         }
+    }
+}
+
+impl std::fmt::Debug for ListenerDefinition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerDefinition")
+            .field("id", &self.id)
+            .field("topics", &self.topics)
+            .field("topic_pattern", &self.topic_pattern)
+            .field("partitions", &self.partitions)
+            .field("group_id", &self.group_id)
+            .field("concurrency", &self.concurrency)
+            .field("ack_mode", &self.ack_mode)
+            .field("handler", &self.handler)
+            .field("location", &self.location)
+            .finish_non_exhaustive()
     }
 }
 
@@ -136,6 +162,8 @@ pub struct ListenerContext {
     pub(crate) producer: Option<ProducerTemplate>,
     /// The partition being handled (set by the container for each partition worker).
     pub(crate) partition: Option<Arc<crate::container::PartitionLink>>,
+    /// The application's containers.
+    pub(crate) registry: Option<crate::ListenerRegistry>,
 }
 
 impl ListenerContext {
@@ -150,6 +178,7 @@ impl ListenerContext {
             listener_id: Arc::from(listener_id),
             producer: None,
             partition: None,
+            registry: None,
         }
     }
 }

@@ -1,6 +1,6 @@
 use kafka_listener::kafka_listener;
 
-#[kafka_listener(topic_pattern = "orders-.*")]
+#[kafka_listener(topics = "orders", topic_pattern = "orders-.*")]
 async fn on_order(value: String) {
     let _ = value;
 }
