@@ -1,0 +1,1249 @@
+//! kl-bench: the benchmark driver. `scripts/bench` builds everything and runs `kl-bench run`.
+//!
+//! - `kl-bench prepare`: makes sure the workload topics hold exactly the records asked for
+//!   (6 partitions; 100-byte and 1 KiB values), producing them once and reusing them after.
+//! - `kl-bench run`: for each payload size and each run, starts every contender as its own
+//!   process under `/usr/bin/time` (peak RSS, CPU seconds), each in a fresh consumer group
+//!   reading the topic from the beginning until its last record; then the latency runs (a fresh
+//!   topic, records sent at a fixed rate once the consumer owns its partitions). Writes every
+//!   raw result to `target/bench/results-<time>.json` (and `latest.json`), and prints the
+//!   median table in Markdown (also written to `latest.md`).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use kafka_listener_bench::{now_ns, ContenderReport, ASSIGNED_PREFIX, RESULT_PREFIX};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use serde::{Deserialize, Serialize};
+
+type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+const PARTITIONS: i32 = 6;
+
+#[derive(Debug, Parser)]
+#[command(about = "kafka-listener benchmark driver")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Makes sure the workload topics exist with exactly the records asked for.
+    Prepare(PrepareArgs),
+    /// Runs the contenders and prints the table.
+    Run(Box<RunArgs>),
+}
+
+#[derive(Debug, Args)]
+struct PrepareArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Records per topic.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Value sizes in bytes, comma-separated.
+    #[arg(long, default_value = "100,1024")]
+    sizes: String,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    bootstrap: String,
+    /// Quick mode: 100,000 records, 1 run, short latency and sleep runs.
+    #[arg(long)]
+    quick: bool,
+    /// Runs per contender (default 3; 1 with --quick).
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Records per topic (default 1,000,000; 100,000 with --quick).
+    #[arg(long)]
+    records: Option<u64>,
+    /// Value sizes in bytes, comma-separated.
+    #[arg(long, default_value = "100,1024")]
+    sizes: String,
+    /// Contenders to run, by letter.
+    #[arg(long, default_value = "abcdefg")]
+    only: String,
+    /// Records contender (d) handles (1 ms each; default 60,000, 12,000 with --quick).
+    #[arg(long)]
+    sleep_records: Option<u64>,
+    /// Seconds of traffic per latency run (default 10; 4 with --quick).
+    #[arg(long)]
+    latency_seconds: Option<u64>,
+    /// Records per second in the latency runs.
+    #[arg(long, default_value_t = 5_000)]
+    latency_rate: u64,
+    /// Skip the latency runs.
+    #[arg(long)]
+    no_latency: bool,
+    /// Skip the throughput runs.
+    #[arg(long)]
+    no_throughput: bool,
+    /// Where results go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+    /// Where bench-raw and bench-listener are.
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
+    /// Contender (e).
+    #[arg(
+        long,
+        default_value = "target/bench/ruststream/release/bench-ruststream"
+    )]
+    ruststream_bin: PathBuf,
+    /// Contender (f).
+    #[arg(
+        long,
+        default_value = "benches/spring/target/kafka-listener-bench-spring.jar"
+    )]
+    spring_jar: PathBuf,
+    /// Contender (g).
+    #[arg(long, default_value = "target/bench/rdkafka-perf/rdkafka_performance")]
+    perf_bin: PathBuf,
+    /// Longest a contender may run, in seconds.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// The command line to record in the results (scripts/bench passes its own).
+    #[arg(long, default_value = "")]
+    command_line: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+enum Contender {
+    A,
+    B,
+    C,
+    D,
+    E,
+    F,
+    G,
+}
+
+impl Contender {
+    const ALL: [Contender; 7] = [
+        Contender::A,
+        Contender::B,
+        Contender::C,
+        Contender::D,
+        Contender::E,
+        Contender::F,
+        Contender::G,
+    ];
+
+    fn letter(self) -> char {
+        match self {
+            Contender::A => 'a',
+            Contender::B => 'b',
+            Contender::C => 'c',
+            Contender::D => 'd',
+            Contender::E => 'e',
+            Contender::F => 'f',
+            Contender::G => 'g',
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Contender::A => "raw rdkafka BaseConsumer loop, async commit per drained batch",
+            Contender::B => "kafka-listener, ack-mode batch, no-op handler",
+            Contender::C => "kafka-listener, ack-mode record, no-op handler",
+            Contender::D => "kafka-listener, handler awaits 1 ms per record",
+            Contender::E => "ruststream-rdkafka 0.7, default commit (auto), no-op handler",
+            Contender::F => "Spring Boot 4.0 + spring-kafka @KafkaListener, ack-mode BATCH",
+            Contender::G => "librdkafka rdkafka_performance -G (C, auto commit)",
+        }
+    }
+}
+
+/// One contender process, as measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct RunResult {
+    contender: Contender,
+    scenario: String,
+    payload_bytes: usize,
+    run: usize,
+    records_target: u64,
+    topic: String,
+    group: String,
+    ok: bool,
+    error: Option<String>,
+    spawn_ns: u64,
+    exit_ns: u64,
+    report: Option<ContenderReport>,
+    /// From /usr/bin/time.
+    wall_s: Option<f64>,
+    user_s: Option<f64>,
+    sys_s: Option<f64>,
+    max_rss_kib: Option<u64>,
+    /// Derived.
+    records_per_s: Option<f64>,
+    start_to_first_s: Option<f64>,
+    join_s: Option<f64>,
+    first_excl_join_s: Option<f64>,
+    log: String,
+}
+
+impl RunResult {
+    fn cpu_s(&self) -> Option<f64> {
+        Some(self.user_s? + self.sys_s?)
+    }
+
+    fn derive(&mut self) {
+        let Some(r) = &self.report else { return };
+        if r.last_ns > r.first_ns && r.first_ns > 0 {
+            self.records_per_s = Some(r.records as f64 / ((r.last_ns - r.first_ns) as f64 / 1e9));
+        }
+        if r.first_ns > self.spawn_ns {
+            self.start_to_first_s = Some((r.first_ns - self.spawn_ns) as f64 / 1e9);
+        }
+        if r.assigned_ns > r.ready_ns && r.ready_ns > 0 {
+            self.join_s = Some((r.assigned_ns - r.ready_ns) as f64 / 1e9);
+        }
+        if let (Some(f), Some(j)) = (self.start_to_first_s, self.join_s) {
+            self.first_excl_join_s = Some(f - j);
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Prepare(a) => parse_sizes(&a.sizes).and_then(|sizes| {
+            for size in sizes {
+                prepare_topic(&a.bootstrap, a.records, size)?;
+            }
+            Ok(())
+        }),
+        Cmd::Run(a) => run(*a),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kl-bench: error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_sizes(s: &str) -> BoxResult<Vec<usize>> {
+    s.split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| {
+            x.trim()
+                .parse::<usize>()
+                .map_err(|e| format!("size {x:?}: {e}").into())
+        })
+        .collect()
+}
+
+fn log(msg: impl AsRef<str>) {
+    eprintln!("[kl-bench {}] {}", clock(), msg.as_ref());
+}
+
+fn clock() -> String {
+    let s = now_ns() / 1_000_000_000;
+    format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Topics and producing
+
+fn topic_name(size: usize, records: u64) -> String {
+    format!("bench-{size}b-{records}")
+}
+
+fn base_config(bootstrap: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap);
+    c
+}
+
+fn runtime() -> BoxResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Partition count of `topic`, or `None` if it does not exist.
+fn partitions_of(consumer: &BaseConsumer, topic: &str) -> BoxResult<Option<usize>> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .filter(|t| t.error().is_none())
+        .map(|t| t.partitions().len()))
+}
+
+fn record_count(consumer: &BaseConsumer, topic: &str, partitions: usize) -> BoxResult<u64> {
+    let mut total = 0u64;
+    for p in 0..partitions as i32 {
+        let (low, high) = consumer.fetch_watermarks(topic, p, Duration::from_secs(10))?;
+        total += (high - low).max(0) as u64;
+    }
+    Ok(total)
+}
+
+fn create_topic(bootstrap: &str, topic: &str) -> BoxResult<()> {
+    let admin: AdminClient<DefaultClientContext> = base_config(bootstrap).create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
+    let results = runtime()?.block_on(admin.create_topics(&[new], &opts))?;
+    for r in results {
+        if let Err((t, e)) = r {
+            return Err(format!("creating topic {t}: {e}").into());
+        }
+    }
+    let consumer: BaseConsumer = base_config(bootstrap).create()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while partitions_of(&consumer, topic)? != Some(PARTITIONS as usize) {
+        if Instant::now() > deadline {
+            return Err(format!("topic {topic} did not appear in the metadata").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn delete_topic(bootstrap: &str, topic: &str) -> BoxResult<()> {
+    let admin: AdminClient<DefaultClientContext> = base_config(bootstrap).create()?;
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = runtime()?.block_on(admin.delete_topics(&[topic], &opts))?;
+    for r in results {
+        if let Err((t, e)) = r {
+            return Err(format!("deleting topic {t}: {e}").into());
+        }
+    }
+    let consumer: BaseConsumer = base_config(bootstrap).create()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while partitions_of(&consumer, topic)?.is_some() {
+        if Instant::now() > deadline {
+            return Err(format!("topic {topic} still listed after deletion").into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+struct CountingContext {
+    failed: AtomicU64,
+}
+
+impl ClientContext for CountingContext {}
+
+impl ProducerContext for CountingContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if result.is_err() {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn producer(bootstrap: &str, linger_ms: &str) -> BoxResult<ThreadedProducer<CountingContext>> {
+    let mut c = base_config(bootstrap);
+    c.set("linger.ms", linger_ms)
+        .set("socket.nagle.disable", "true")
+        .set("queue.buffering.max.kbytes", "262144");
+    Ok(c.create_with_context(CountingContext {
+        failed: AtomicU64::new(0),
+    })?)
+}
+
+fn send_with_retry(
+    p: &ThreadedProducer<CountingContext>,
+    topic: &str,
+    partition: i32,
+    payload: &[u8],
+) -> BoxResult<()> {
+    let mut record = BaseRecord::<(), [u8]>::to(topic)
+        .partition(partition)
+        .payload(payload);
+    loop {
+        match p.send(record) {
+            Ok(()) => return Ok(()),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+/// Makes sure `bench-<size>b-<records>` holds exactly `records` records in 6 partitions.
+fn prepare_topic(bootstrap: &str, records: u64, size: usize) -> BoxResult<String> {
+    let topic = topic_name(size, records);
+    let consumer: BaseConsumer = base_config(bootstrap).create()?;
+    if let Some(parts) = partitions_of(&consumer, &topic)? {
+        let have = record_count(&consumer, &topic, parts)?;
+        if parts == PARTITIONS as usize && have == records {
+            log(format!("workload {topic}: {have} records, reused"));
+            return Ok(topic);
+        }
+        log(format!(
+            "workload {topic}: {parts} partitions, {have} records; recreating"
+        ));
+        delete_topic(bootstrap, &topic)?;
+    }
+    create_topic(bootstrap, &topic)?;
+    let started = Instant::now();
+    let p = producer(bootstrap, "20")?;
+    let mut payload = vec![0u8; size];
+    for (i, b) in payload.iter_mut().enumerate() {
+        *b = b'a' + (i % 26) as u8;
+    }
+    for i in 0..records {
+        payload[..8].copy_from_slice(&i.to_be_bytes());
+        send_with_retry(&p, &topic, (i % PARTITIONS as u64) as i32, &payload)?;
+    }
+    p.flush(Duration::from_secs(120))?;
+    let failed = p.context().failed.load(Ordering::Relaxed);
+    if failed > 0 {
+        return Err(format!("{failed} records of {topic} could not be produced").into());
+    }
+    let have = record_count(&consumer, &topic, PARTITIONS as usize)?;
+    if have != records {
+        return Err(format!("{topic} holds {have} records after producing {records}").into());
+    }
+    log(format!(
+        "workload {topic}: produced {records} records of {size} bytes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(topic)
+}
+
+/// Sends `records` 100-byte records at `rate` per second, each carrying its send time.
+fn produce_paced(
+    p: &ThreadedProducer<CountingContext>,
+    topic: &str,
+    records: u64,
+    rate: u64,
+) -> BoxResult<()> {
+    let mut payload = vec![b'x'; 100];
+    let start = Instant::now();
+    let step = 1e9 / rate as f64;
+    for i in 0..records {
+        let due = start + Duration::from_nanos((i as f64 * step) as u64);
+        let now = Instant::now();
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        payload[..8].copy_from_slice(&now_ns().to_be_bytes());
+        send_with_retry(p, topic, (i % PARTITIONS as u64) as i32, &payload)?;
+    }
+    p.flush(Duration::from_secs(30))?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Contender processes
+
+struct Paths {
+    bin_dir: PathBuf,
+    ruststream_bin: PathBuf,
+    spring_jar: PathBuf,
+    perf_bin: PathBuf,
+}
+
+fn command_for(
+    c: Contender,
+    paths: &Paths,
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    records: u64,
+    warmup: Option<u64>,
+) -> Vec<String> {
+    let s = |x: &str| x.to_owned();
+    let p = |x: &Path| x.display().to_string();
+    let rust_args = |mut v: Vec<String>| {
+        v.extend([
+            s("--bootstrap"),
+            s(bootstrap),
+            s("--topic"),
+            s(topic),
+            s("--group"),
+            s(group),
+            s("--records"),
+            records.to_string(),
+        ]);
+        if let Some(w) = warmup {
+            v.extend([s("--latency-warmup"), w.to_string()]);
+        }
+        v
+    };
+    match c {
+        Contender::A => rust_args(vec![p(&paths.bin_dir.join("bench-raw"))]),
+        Contender::B | Contender::C | Contender::D => {
+            let mode = match c {
+                Contender::B => "batch",
+                Contender::C => "record",
+                _ => "sleep",
+            };
+            rust_args(vec![
+                p(&paths.bin_dir.join("bench-listener")),
+                s("--mode"),
+                s(mode),
+            ])
+        }
+        Contender::E => rust_args(vec![p(&paths.ruststream_bin)]),
+        Contender::F => {
+            let mut v = vec![
+                s("java"),
+                s("-jar"),
+                p(&paths.spring_jar),
+                format!("--bench.bootstrap={bootstrap}"),
+                format!("--bench.topic={topic}"),
+                format!("--bench.group={group}"),
+                format!("--bench.records={records}"),
+            ];
+            if let Some(w) = warmup {
+                v.push(format!("--bench.latency-warmup={w}"));
+            }
+            v
+        }
+        Contender::G => vec![
+            s("stdbuf"),
+            s("-oL"),
+            p(&paths.perf_bin),
+            s("-G"),
+            s(group),
+            s("-t"),
+            s(topic),
+            s("-b"),
+            s(bootstrap),
+            s("-c"),
+            records.to_string(),
+            s("-i"),
+            s("100"),
+            s("-X"),
+            s("auto.offset.reset=earliest"),
+        ],
+    }
+}
+
+struct Line {
+    at_ns: u64,
+    err: bool,
+    text: String,
+}
+
+struct Finished {
+    spawn_ns: u64,
+    exit_ns: u64,
+    lines: Vec<Line>,
+    timed_out: bool,
+    exit_ok: bool,
+    time: Option<(f64, f64, f64, u64)>,
+}
+
+/// Runs `cmd` under /usr/bin/time in its own process group; `on_line` sees every output line
+/// as it arrives (with the driver's clock).
+fn run_process(
+    cmd: &[String],
+    log_path: &Path,
+    timeout: Duration,
+    on_line: &mut dyn FnMut(&Line),
+) -> BoxResult<Finished> {
+    let time_file = log_path.with_extension("time");
+    let _ = fs::remove_file(&time_file);
+    let mut log_file = File::create(log_path)?;
+    writeln!(log_file, "$ {}", cmd.join(" "))?;
+    let mut command = Command::new("/usr/bin/time");
+    command
+        .arg("-f")
+        .arg("%e %U %S %M")
+        .arg("-o")
+        .arg(&time_file)
+        .args(cmd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let spawn_ns = now_ns();
+    let started = Instant::now();
+    let mut child = command.spawn()?;
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel::<Line>();
+    let mut readers = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for text in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(Line {
+                    at_ns: now_ns(),
+                    err: false,
+                    text,
+                });
+            }
+        }));
+    }
+    if let Some(err) = child.stderr.take() {
+        let tx = tx.clone();
+        readers.push(std::thread::spawn(move || {
+            for text in BufReader::new(err).lines().map_while(Result::ok) {
+                let _ = tx.send(Line {
+                    at_ns: now_ns(),
+                    err: true,
+                    text,
+                });
+            }
+        }));
+    }
+    drop(tx);
+    let mut lines = Vec::new();
+    let mut timed_out = false;
+    let mut deadline = started + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let ms = line.at_ns.saturating_sub(spawn_ns) as f64 / 1e6;
+                writeln!(
+                    log_file,
+                    "{ms:>10.1} {} {}",
+                    if line.err { "E" } else { "O" },
+                    line.text
+                )?;
+                on_line(&line);
+                if line.text.starts_with(RESULT_PREFIX) {
+                    // Graceful shutdown gets a bounded grace period.
+                    deadline = deadline.min(Instant::now() + Duration::from_secs(60));
+                }
+                lines.push(line);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                timed_out = true;
+                writeln!(log_file, "kl-bench: timed out; killing process group {pid}")?;
+                let _ = Command::new("kill")
+                    .arg("-KILL")
+                    .arg(format!("-{pid}"))
+                    .status();
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.wait()?;
+    let exit_ns = now_ns();
+    for r in readers {
+        let _ = r.join();
+    }
+    let time = fs::read_to_string(&time_file).ok().and_then(|t| {
+        let last = t.lines().rev().find(|l| !l.trim().is_empty())?.to_owned();
+        let f: Vec<&str> = last.split_whitespace().collect();
+        if f.len() != 4 {
+            return None;
+        }
+        Some((
+            f[0].parse().ok()?,
+            f[1].parse().ok()?,
+            f[2].parse().ok()?,
+            f[3].parse().ok()?,
+        ))
+    });
+    writeln!(log_file, "kl-bench: exit {status}; time {time:?}")?;
+    Ok(Finished {
+        spawn_ns,
+        exit_ns,
+        lines,
+        timed_out,
+        exit_ok: status.success(),
+        time,
+    })
+}
+
+/// rdkafka_performance prints no result line of ours: read its own output.
+fn perf_report(lines: &[Line]) -> Option<ContenderReport> {
+    let mut report = ContenderReport::default();
+    let mut last: Option<(u64, u64)> = None; // (messages, ms) of the last summary
+    for l in lines {
+        let t = l.text.as_str();
+        if l.err && t.contains("Waiting for group rebalance") && report.ready_ns == 0 {
+            report.ready_ns = l.at_ns;
+        }
+        if l.err
+            && t.contains("Group rebalanced")
+            && t.contains("assigned")
+            && report.assigned_ns == 0
+        {
+            report.assigned_ns = l.at_ns;
+        }
+        // "% 123 messages (12300 bytes) consumed in 456ms: 269 msgs/s (0.03 MB/s)"
+        if let Some(rest) = t.strip_prefix("% ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            if words.len() > 5 && words[1] == "messages" && words[4] == "consumed" {
+                let msgs: u64 = words[0].parse().ok()?;
+                let ms: u64 = words[6]
+                    .trim_end_matches(':')
+                    .trim_end_matches("ms")
+                    .parse()
+                    .ok()?;
+                if msgs > 0 && report.first_ns == 0 && !l.err {
+                    report.first_ns = l.at_ns.saturating_sub(ms * 1_000_000);
+                }
+                last = Some((msgs, ms));
+            }
+        }
+    }
+    let (msgs, ms) = last?;
+    if report.first_ns == 0 {
+        return None;
+    }
+    report.records = msgs;
+    report.last_ns = report.first_ns + ms * 1_000_000;
+    Some(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_contender(
+    c: Contender,
+    scenario: &str,
+    size: usize,
+    run: usize,
+    args: &RunArgs,
+    paths: &Paths,
+    topic: &str,
+    records: u64,
+    warmup: Option<u64>,
+    logs: &Path,
+    on_assigned: &mut dyn FnMut(),
+) -> BoxResult<RunResult> {
+    let group = format!(
+        "bench-{}-{scenario}-{size}-{}-{run}",
+        c.letter(),
+        now_ns() / 1_000_000
+    );
+    let cmd = command_for(c, paths, &args.bootstrap, topic, &group, records, warmup);
+    let log_path = logs.join(format!("{scenario}-{size}b-run{run}-{}.log", c.letter()));
+    let mut assigned = false;
+    let finished = run_process(
+        &cmd,
+        &log_path,
+        Duration::from_secs(args.timeout),
+        &mut |line| {
+            if !assigned && line.text.starts_with(ASSIGNED_PREFIX) {
+                assigned = true;
+                on_assigned();
+            }
+        },
+    )?;
+    let report = if c == Contender::G {
+        perf_report(&finished.lines)
+    } else {
+        finished.lines.iter().find_map(|l| {
+            l.text
+                .strip_prefix(RESULT_PREFIX)
+                .and_then(|j| serde_json::from_str::<ContenderReport>(j).ok())
+        })
+    };
+    let mut error = None;
+    if finished.timed_out {
+        error = Some(format!("timed out after {} s", args.timeout));
+    } else if report.is_none() {
+        error = Some("no result line".to_owned());
+    } else if !finished.exit_ok {
+        error = Some("non-zero exit".to_owned());
+    }
+    if let Some(r) = &report {
+        if r.records < records {
+            error = Some(format!("handled {} of {records} records", r.records));
+        }
+    }
+    let (wall_s, user_s, sys_s, max_rss_kib) = match finished.time {
+        Some((w, u, s, m)) => (Some(w), Some(u), Some(s), Some(m)),
+        None => (None, None, None, None),
+    };
+    let mut result = RunResult {
+        contender: c,
+        scenario: scenario.to_owned(),
+        payload_bytes: size,
+        run,
+        records_target: records,
+        topic: topic.to_owned(),
+        group,
+        ok: error.is_none(),
+        error,
+        spawn_ns: finished.spawn_ns,
+        exit_ns: finished.exit_ns,
+        report,
+        wall_s,
+        user_s,
+        sys_s,
+        max_rss_kib,
+        records_per_s: None,
+        start_to_first_s: None,
+        join_s: None,
+        first_excl_join_s: None,
+        log: log_path.display().to_string(),
+    };
+    result.derive();
+    Ok(result)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+struct Plan {
+    runs: usize,
+    records: u64,
+    sleep_records: u64,
+    latency_records: u64,
+    latency_warmup: u64,
+}
+
+fn run(args: RunArgs) -> BoxResult<()> {
+    let plan = Plan {
+        runs: args.runs.unwrap_or(if args.quick { 1 } else { 3 }),
+        records: args
+            .records
+            .unwrap_or(if args.quick { 100_000 } else { 1_000_000 }),
+        sleep_records: args
+            .sleep_records
+            .unwrap_or(if args.quick { 12_000 } else { 60_000 }),
+        latency_records: args
+            .latency_seconds
+            .unwrap_or(if args.quick { 4 } else { 10 })
+            * args.latency_rate,
+        // The first second is warm-up (connections, JIT); not counted.
+        latency_warmup: args.latency_rate,
+    };
+    let sizes = parse_sizes(&args.sizes)?;
+    let contenders: Vec<Contender> = Contender::ALL
+        .into_iter()
+        .filter(|c| args.only.contains(c.letter()))
+        .collect();
+    let paths = Paths {
+        bin_dir: args.bin_dir.clone(),
+        ruststream_bin: args.ruststream_bin.clone(),
+        spring_jar: args.spring_jar.clone(),
+        perf_bin: args.perf_bin.clone(),
+    };
+    let stamp = now_ns() / 1_000_000_000;
+    let logs = args.out.join("logs").join(stamp.to_string());
+    fs::create_dir_all(&logs)?;
+    let mut results: Vec<RunResult> = Vec::new();
+    let started = Instant::now();
+
+    if !args.no_throughput {
+        for &size in &sizes {
+            let topic = prepare_topic(&args.bootstrap, plan.records, size)?;
+            for run in 1..=plan.runs {
+                for &c in &contenders {
+                    // (d) is I/O-bound (1 ms per record): a prefix of the 100-byte topic.
+                    let records = match c {
+                        Contender::D if size != sizes[0] => continue,
+                        Contender::D => plan.sleep_records.min(plan.records),
+                        _ => plan.records,
+                    };
+                    let r = run_contender(
+                        c,
+                        "throughput",
+                        size,
+                        run,
+                        &args,
+                        &paths,
+                        &topic,
+                        records,
+                        None,
+                        &logs,
+                        &mut || {},
+                    )?;
+                    log(describe(&r));
+                    results.push(r);
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            }
+        }
+    }
+
+    if !args.no_latency {
+        let latency_contenders: Vec<Contender> = contenders
+            .iter()
+            .copied()
+            .filter(|c| matches!(c, Contender::A | Contender::B | Contender::F))
+            .collect();
+        for run in 1..=plan.runs {
+            for &c in &latency_contenders {
+                let topic = format!("bench-lat-{stamp}-{run}-{}", c.letter());
+                create_topic(&args.bootstrap, &topic)?;
+                let p = producer(&args.bootstrap, "0")?;
+                // Connect and learn the leaders before the clock starts.
+                p.client()
+                    .fetch_metadata(Some(&topic), Duration::from_secs(10))?;
+                let mut sender: Option<std::thread::JoinHandle<Result<(), String>>> = None;
+                let (records, rate) = (plan.latency_records, args.latency_rate);
+                let t = topic.clone();
+                let mut start_sender = || {
+                    let (p, t) = (p.clone(), t.clone());
+                    sender = Some(std::thread::spawn(move || {
+                        produce_paced(&p, &t, records, rate).map_err(|e| e.to_string())
+                    }));
+                };
+                let mut r = run_contender(
+                    c,
+                    "latency",
+                    100,
+                    run,
+                    &args,
+                    &paths,
+                    &topic,
+                    plan.latency_records,
+                    Some(plan.latency_warmup),
+                    &logs,
+                    &mut start_sender,
+                )?;
+                match sender.take().map(|h| h.join()) {
+                    Some(Ok(Ok(()))) => {}
+                    Some(Ok(Err(e))) => {
+                        r.ok = false;
+                        r.error = Some(format!("producer: {e}"));
+                    }
+                    Some(Err(_)) => {
+                        r.ok = false;
+                        r.error = Some("producer thread panicked".to_owned());
+                    }
+                    None => {
+                        r.ok = false;
+                        r.error = Some("never announced its assignment".to_owned());
+                    }
+                }
+                if r.report.as_ref().and_then(|x| x.latency).is_none() {
+                    r.ok = false;
+                    r.error
+                        .get_or_insert_with(|| "no latency figures".to_owned());
+                }
+                log(describe(&r));
+                results.push(r);
+                if let Err(e) = delete_topic(&args.bootstrap, &topic) {
+                    log(format!("could not delete {topic}: {e}"));
+                }
+            }
+        }
+    }
+
+    let table = render(&results, &plan, &sizes, &contenders);
+    let machine = machine();
+    let doc = serde_json::json!({
+        "stamp": stamp,
+        "command": args.command_line,
+        "machine": machine,
+        "plan": {
+            "runs": plan.runs,
+            "records": plan.records,
+            "sleep_records": plan.sleep_records,
+            "latency_records": plan.latency_records,
+            "latency_rate": args.latency_rate,
+            "latency_warmup": plan.latency_warmup,
+            "sizes": sizes,
+        },
+        "elapsed_s": started.elapsed().as_secs_f64(),
+        "results": results,
+        "table_markdown": table,
+    });
+    let json = serde_json::to_string_pretty(&doc)?;
+    let file = args.out.join(format!("results-{stamp}.json"));
+    fs::write(&file, &json)?;
+    fs::write(args.out.join("latest.json"), &json)?;
+    fs::write(args.out.join("latest.md"), &table)?;
+    println!("{table}");
+    log(format!(
+        "raw results: {} (logs in {}); {:.0} s in all",
+        file.display(),
+        logs.display(),
+        started.elapsed().as_secs_f64()
+    ));
+    if results.iter().any(|r| !r.ok) {
+        return Err("some contender runs failed (see the table and the logs)".into());
+    }
+    Ok(())
+}
+
+fn describe(r: &RunResult) -> String {
+    let f = |x: Option<f64>, d: usize| x.map_or("-".to_owned(), |v| format!("{v:.d$}"));
+    let lat = r
+        .report
+        .as_ref()
+        .and_then(|x| x.latency)
+        .map(|l| format!(" p50 {:.2} ms p99 {:.2} ms", l.p50_us / 1e3, l.p99_us / 1e3))
+        .unwrap_or_default();
+    format!(
+        "({}) {} {}b run {}: {} rec/s, rss {} MiB, cpu {} s, first {} s, join {} s{}{}",
+        r.contender.letter(),
+        r.scenario,
+        r.payload_bytes,
+        r.run,
+        f(r.records_per_s, 0),
+        f(r.max_rss_kib.map(|k| k as f64 / 1024.0), 1),
+        f(r.cpu_s(), 2),
+        f(r.start_to_first_s, 3),
+        f(r.join_s, 3),
+        lat,
+        r.error
+            .as_ref()
+            .map(|e| format!(" FAILED: {e}"))
+            .unwrap_or_default()
+    )
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+#[derive(Default, Clone, Copy)]
+struct Medians {
+    runs: usize,
+    rate: Option<f64>,
+    rss_mib: Option<f64>,
+    cpu_s: Option<f64>,
+    first_s: Option<f64>,
+    join_s: Option<f64>,
+    first_excl_s: Option<f64>,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    max_ms: Option<f64>,
+}
+
+fn medians<'a>(rs: impl Iterator<Item = &'a RunResult>) -> Medians {
+    let ok: Vec<&RunResult> = rs.filter(|r| r.ok).collect();
+    let m =
+        |f: &dyn Fn(&RunResult) -> Option<f64>| median(ok.iter().filter_map(|r| f(r)).collect());
+    let lat = |f: &dyn Fn(&kafka_listener_bench::LatencySummary) -> f64| {
+        m(&|r| r.report.as_ref()?.latency.as_ref().map(|l| f(l) / 1e3))
+    };
+    Medians {
+        runs: ok.len(),
+        rate: m(&|r| r.records_per_s),
+        rss_mib: m(&|r| r.max_rss_kib.map(|k| k as f64 / 1024.0)),
+        cpu_s: m(&|r| r.cpu_s()),
+        first_s: m(&|r| r.start_to_first_s),
+        join_s: m(&|r| r.join_s),
+        first_excl_s: m(&|r| r.first_excl_join_s),
+        p50_ms: lat(&|l| l.p50_us),
+        p99_ms: lat(&|l| l.p99_us),
+        max_ms: lat(&|l| l.max_us),
+    }
+}
+
+fn fmt(x: Option<f64>, d: usize) -> String {
+    x.map_or("—".to_owned(), |v| format!("{v:.d$}"))
+}
+
+fn thousands(v: f64) -> String {
+    let n = v.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+fn render(results: &[RunResult], plan: &Plan, sizes: &[usize], contenders: &[Contender]) -> String {
+    let mut out = String::new();
+    let mut by: BTreeMap<(String, usize, Contender), Medians> = BTreeMap::new();
+    for r in results {
+        let key = (r.scenario.clone(), r.payload_bytes, r.contender);
+        if by.contains_key(&key) {
+            continue;
+        }
+        let m = medians(results.iter().filter(|x| {
+            x.scenario == r.scenario
+                && x.payload_bytes == r.payload_bytes
+                && x.contender == r.contender
+        }));
+        by.insert(key, m);
+    }
+    let get = |s: &str, size: usize, c: Contender| by.get(&(s.to_owned(), size, c)).copied();
+    for &size in sizes {
+        if !results
+            .iter()
+            .any(|r| r.scenario == "throughput" && r.payload_bytes == size)
+        {
+            continue;
+        }
+        out.push_str(&format!(
+            "\n### {size}-byte records: {} per run, 6 partitions, median of {} run(s)\n\n",
+            thousands(plan.records as f64),
+            plan.runs
+        ));
+        out.push_str("| | contender | records/s | × (a) | peak RSS MiB | CPU s | start → first record s | group join s | first record excl. join s | runs ok |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let floor = get("throughput", size, Contender::A).and_then(|m| m.rate);
+        for &c in contenders {
+            let Some(m) = get("throughput", size, c) else {
+                continue;
+            };
+            let ratio = match (m.rate, floor) {
+                (Some(r), Some(f)) if f > 0.0 => Some(r / f),
+                _ => None,
+            };
+            let name = if c == Contender::D {
+                format!(
+                    "{} ({} records)",
+                    c.name(),
+                    thousands(plan.sleep_records.min(plan.records) as f64)
+                )
+            } else {
+                c.name().to_owned()
+            };
+            out.push_str(&format!(
+                "| ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |\n",
+                c.letter(),
+                name,
+                m.rate.map_or("—".to_owned(), thousands),
+                fmt(ratio, 2),
+                fmt(m.rss_mib, 1),
+                fmt(m.cpu_s, 2),
+                fmt(m.first_s, 3),
+                fmt(m.join_s, 3),
+                fmt(m.first_excl_s, 3),
+                m.runs,
+                plan.runs
+            ));
+        }
+    }
+    if results.iter().any(|r| r.scenario == "latency") {
+        out.push_str(&format!(
+            "\n### End-to-end latency at {} records/s (send → handler), 100-byte records, {} s per run after 1 s warm-up, median of {} run(s)\n\n",
+            thousands(plan.latency_warmup as f64),
+            (plan.latency_records - plan.latency_warmup) / plan.latency_warmup.max(1),
+            plan.runs
+        ));
+        out.push_str(
+            "| | contender | p50 ms | p99 ms | max ms | runs ok |\n|---|---|---:|---:|---:|---:|\n",
+        );
+        for &c in contenders {
+            let Some(m) = get("latency", 100, c) else {
+                continue;
+            };
+            out.push_str(&format!(
+                "| ({}) | {} | {} | {} | {} | {}/{} |\n",
+                c.letter(),
+                c.name(),
+                fmt(m.p50_ms, 2),
+                fmt(m.p99_ms, 2),
+                fmt(m.max_ms, 1),
+                m.runs,
+                plan.runs
+            ));
+        }
+    }
+    // Targets (issue 4), on the first payload size.
+    if let Some(&size) = sizes.first() {
+        let t = |c| get("throughput", size, c);
+        let (a, b, c_, f) = (
+            t(Contender::A),
+            t(Contender::B),
+            t(Contender::C),
+            t(Contender::F),
+        );
+        let mut lines = Vec::new();
+        let ratio = |x: Option<Medians>, y: Option<Medians>| Some(x?.rate? / y?.rate?);
+        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+        if let Some(r) = ratio(b, a) {
+            lines.push(format!(
+                "- (b) ≥ 0.9 × (a): {r:.2} × — {}",
+                verdict(r >= 0.9)
+            ));
+        }
+        if let Some(r) = ratio(c_, a) {
+            lines.push(format!(
+                "- (c) ≥ 0.7 × (a): {r:.2} × — {}",
+                verdict(r >= 0.7)
+            ));
+        }
+        if let Some(r) = ratio(b, f) {
+            lines.push(format!("- (b) ≥ 2 × (f): {r:.2} × — {}", verdict(r >= 2.0)));
+        }
+        if let (Some(rb), Some(rf)) = (b.and_then(|m| m.rss_mib), f.and_then(|m| m.rss_mib)) {
+            lines.push(format!(
+                "- peak RSS (b) ≤ 1/5 of (f): {rb:.1} MiB vs {rf:.1} MiB = 1/{:.1} — {}",
+                rf / rb,
+                verdict(rb * 5.0 <= rf)
+            ));
+        }
+        for (label, m) in [("b", b), ("c", c_)] {
+            if let Some(x) = m.and_then(|m| m.first_excl_s) {
+                lines.push(format!(
+                    "- ({label}) first record within 1 s of start, excluding the group join: {x:.3} s — {}",
+                    verdict(x <= 1.0)
+                ));
+            }
+        }
+        if !lines.is_empty() {
+            out.push_str(&format!("\n### Targets ({size}-byte records)\n\n"));
+            for l in lines {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn machine() -> serde_json::Value {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|x| x.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let mem_kib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|x| x.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
+    serde_json::json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu": cpu,
+        "mem_gib": (mem_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+        "kernel": kernel,
+        "librdkafka": librdkafka,
+    })
+}
