@@ -556,6 +556,7 @@ fn apply_request(
                 Ok(o) => o,
                 Err(e) => {
                     tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e, "seek: cannot resolve the target");
+                    state.seek_pending.store(false, Ordering::Release);
                     return;
                 }
             };
@@ -568,6 +569,7 @@ fn apply_request(
                     tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e, "seek failed")
                 }
             }
+            state.seek_pending.store(false, Ordering::Release);
         }
         ConsumerRequest::Nack { state, request } => {
             let still_ours = core

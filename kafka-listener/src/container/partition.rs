@@ -79,6 +79,9 @@ pub(crate) struct PartitionState {
     pub(crate) paused: AtomicU8,
     /// `manual_immediate`: acknowledgements become committable at once.
     immediate: AtomicBool,
+    /// A handler asked to seek this partition and the consumer thread has not applied it yet:
+    /// take no further record until it has (they would come from the old position).
+    pub(crate) seek_pending: AtomicBool,
     /// Stop taking records: set on revoke and shutdown. The record in hand finishes.
     pub(crate) stop: CancellationToken,
     exited: Mutex<bool>,
@@ -107,6 +110,7 @@ impl PartitionState {
             finished_count: AtomicU64::new(0),
             paused: AtomicU8::new(0),
             immediate: AtomicBool::new(false),
+            seek_pending: AtomicBool::new(false),
             stop: CancellationToken::new(),
             exited: Mutex::new(false),
             exited_cv: Condvar::new(),
@@ -333,7 +337,9 @@ impl Worker {
                 },
             };
             let len = chunk.records.len();
-            let end = if chunk.epoch != self.state.epoch() {
+            let end = if chunk.epoch != self.state.epoch()
+                || self.state.seek_pending.load(Ordering::Acquire)
+            {
                 ChunkEnd::Abandoned // fetched before a seek: stale
             } else {
                 match self.handler {
@@ -410,7 +416,8 @@ impl Worker {
             if self.state.stop.is_cancelled() {
                 return ChunkEnd::Stopped;
             }
-            if self.state.epoch() != chunk.epoch {
+            if self.state.epoch() != chunk.epoch || self.state.seek_pending.load(Ordering::Acquire)
+            {
                 return ChunkEnd::Abandoned;
             }
             if self.manual() {

@@ -160,23 +160,27 @@ pub(crate) fn resolve<C: ConsumerContext>(
 #[derive(Clone)]
 pub struct Seeker {
     requests: std::sync::mpsc::Sender<super::partition::ConsumerRequest>,
-    topic: std::sync::Arc<str>,
-    partition: i32,
+    state: std::sync::Arc<super::partition::PartitionState>,
 }
 
 impl std::fmt::Debug for Seeker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Seeker")
-            .field("topic", &self.topic)
-            .field("partition", &self.partition)
+            .field("topic", &self.state.topic)
+            .field("partition", &self.state.partition)
             .finish()
     }
 }
 
 impl Seeker {
-    /// Moves the position of the partition this record came from.
+    /// Moves the position of the partition this record came from. No further record of the
+    /// partition is handled until the seek is applied; the next one comes from the new position.
     pub fn seek(&self, target: SeekTarget) {
-        self.seek_partition(&self.topic, self.partition, target);
+        self.state
+            .seek_pending
+            .store(true, std::sync::atomic::Ordering::Release);
+        let (topic, partition) = (self.state.topic.to_string(), self.state.partition);
+        self.seek_partition(&topic, partition, target);
     }
 
     /// Moves the position of another partition owned by the same consumer (ignored otherwise).
@@ -191,15 +195,14 @@ impl Seeker {
 
 impl crate::listener::FromRecord for Seeker {
     fn from_record(
-        record: &crate::ConsumerRecord,
+        _: &crate::ConsumerRecord,
         cx: &crate::ListenerContext,
     ) -> Result<Self, crate::ExtractError> {
         cx.partition
             .as_ref()
             .map(|link| Seeker {
                 requests: link.requests.clone(),
-                topic: std::sync::Arc::clone(&record.topic),
-                partition: record.partition,
+                state: std::sync::Arc::clone(&link.state),
             })
             .ok_or(crate::ExtractError::Unavailable(
                 "a Seeker is only available inside a running listener container",
