@@ -151,10 +151,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .map(|w| LatencyRecorder::new(w, args.records as usize)),
     };
     let state = STATE.get_or_init(|| state);
+    // Warnings only, unless BENCH_LOG names targets (`kafka_listener=debug`) for a diagnosis.
+    let log_filter = std::env::var("BENCH_LOG")
+        .ok()
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(Level::WARN));
     tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer().with_filter(Targets::new().with_default(Level::WARN)),
-        )
+        .with(tracing_subscriber::fmt::layer().with_filter(log_filter))
         .with(AssignedLayer.with_filter(Targets::new().with_target("kafka_listener", Level::INFO)))
         .init();
 

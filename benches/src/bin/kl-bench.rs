@@ -121,6 +121,11 @@ struct RunArgs {
     /// The command line to record in the results (scripts/bench passes its own).
     #[arg(long, default_value = "")]
     command_line: String,
+    /// Extra arguments for one contender, `LETTER:ARGS` (whitespace-separated), repeatable:
+    /// `--extra 'b:--set kafka.consumer.max-poll-records=5000'`. For experiments; results
+    /// record the full command line of each process.
+    #[arg(long, value_name = "LETTER:ARGS")]
+    extra: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -735,7 +740,12 @@ fn run_contender(
         c.letter(),
         now_ns() / 1_000_000
     );
-    let cmd = command_for(c, paths, &args.bootstrap, topic, &group, records, warmup);
+    let mut cmd = command_for(c, paths, &args.bootstrap, topic, &group, records, warmup);
+    for extra in &args.extra {
+        if let Some(rest) = extra.strip_prefix(&format!("{}:", c.letter())) {
+            cmd.extend(rest.split_whitespace().map(str::to_owned));
+        }
+    }
     let log_path = logs.join(format!("{scenario}-{size}b-run{run}-{}.log", c.letter()));
     let mut assigned = false;
     let finished = run_process(
@@ -841,6 +851,7 @@ fn run(args: RunArgs) -> BoxResult<()> {
         perf_bin: args.perf_bin.clone(),
     };
     let stamp = now_ns() / 1_000_000_000;
+    let loadavg_at_start = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let logs = args.out.join("logs").join(stamp.to_string());
     fs::create_dir_all(&logs)?;
     let mut results: Vec<RunResult> = Vec::new();
@@ -949,6 +960,7 @@ fn run(args: RunArgs) -> BoxResult<()> {
         "stamp": stamp,
         "command": args.command_line,
         "machine": machine,
+        "loadavg_at_start": loadavg_at_start.trim(),
         "plan": {
             "runs": plan.runs,
             "records": plan.records,
@@ -1239,7 +1251,19 @@ fn machine() -> serde_json::Value {
         .trim()
         .to_owned();
     let (_, librdkafka) = rdkafka::util::get_rdkafka_version();
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let loadavg = fs::read_to_string("/proc/loadavg").unwrap_or_default();
     serde_json::json!({
+        "commit": git(&["rev-parse", "--short", "HEAD"]),
+        "worktree_clean": git(&["status", "--porcelain", "--untracked-files=no"]).is_empty(),
+        "loadavg_at_end": loadavg.trim(),
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "cpu": cpu,
         "mem_gib": (mem_kib as f64 / 1024.0 / 1024.0 * 10.0).round() / 10.0,
