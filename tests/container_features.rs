@@ -504,3 +504,49 @@ async fn twenty_thousand_records_through_joins_and_leaves_lose_nothing_and_repea
         assert_eq!(committed.get(&p).copied(), Some(end[&p]), "partition {p}");
     }
 }
+
+// ---------------------------------------------------------------- back-pressure across rebalances
+
+#[kafka_listener(
+    id = "backlogged",
+    topics = "${test.topic}",
+    group_id = "${test.group}"
+)]
+async fn backlogged(meta: RecordMeta, key: Key<String>) {
+    note(&meta, &key);
+    // Much slower than fetching, so every partition's queue stays full and paused.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_paused_by_back_pressure_flow_again_after_a_rebalance() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (topic, group) = (unique("backlog"), unique("g"));
+    create_topic(&bs, &topic, 6).await;
+    produce_seq(&bs, &topic, 0, 1_200).await;
+    // librdkafka keeps a partition's pause across revoke and re-assignment: a container that
+    // forgot to lift its back-pressure pauses would never fetch these partitions again.
+    let vars = [
+        ("test.topic", topic.as_str()),
+        ("test.group", group.as_str()),
+        ("kafka.consumer.max-poll-records", "10"),
+    ];
+    let a = start(&bs, "backlogged", &vars).await;
+    wait_until(
+        Duration::from_secs(60),
+        "A to be working through the backlog",
+        || distinct(&topic) > 60,
+    )
+    .await;
+    let b = start(&bs, "backlogged", &vars).await;
+    wait_until(
+        Duration::from_secs(90),
+        "all 1,200 records after the rebalance",
+        || distinct(&topic) == 1_200,
+    )
+    .await;
+    let (ra, rb) = tokio::join!(a.shutdown(), b.shutdown());
+    assert!(ra.is_clean() && rb.is_clean());
+    assert_eq!(keys_of(&topic).len(), 1_200, "no duplicates");
+}

@@ -190,3 +190,102 @@ async fn orders_process_accepts_all_orders_and_commits_end_offsets_on_sigterm() 
 async fn orders_process_in_record_ack_mode_accepts_all_orders_and_commits_end_offsets_on_sigterm() {
     accept_all_then_sigterm(Some("record")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_process_in_every_other_ack_mode_accepts_all_orders_and_commits_end_offsets_on_sigterm(
+) {
+    let only = std::env::var("ORDERS_ACK_MODES").unwrap_or_default();
+    for mode in ["time", "count", "count_time", "manual", "manual_immediate"] {
+        if !only.is_empty() && !only.split(',').any(|m| m == mode) {
+            continue;
+        }
+        accept_all_then_sigterm(Some(mode)).await;
+    }
+}
+
+/// Issue acceptance: three `orders` processes started and stopped one by one (SIGTERM) while
+/// 30,000 orders flow; every id is accepted exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_orders_processes_started_and_stopped_one_by_one_accept_every_order_once() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (input, output, group) = (
+        unique("orders3"),
+        unique("orders3.accepted"),
+        unique("orders3-g"),
+    );
+    create_topic(&bs, &input, 6).await;
+    create_topic(&bs, &output, 6).await;
+    const TOTAL: usize = 30_000;
+    const STEP: usize = 1_000;
+    // The independent producer: 1,000 orders every 100 ms while the processes come and go.
+    let producer = {
+        let (bs, input) = (bs.clone(), input.clone());
+        tokio::spawn(async move {
+            for start in (0..TOTAL).step_by(STEP) {
+                let orders: Vec<(String, Vec<u8>)> = (start..start + STEP)
+                    .map(|i| {
+                        let id = format!("o-{i}");
+                        let body =
+                            serde_json::json!({ "id": id, "amount_cents": 100, "customer": "c" });
+                        (id, body.to_string().into_bytes())
+                    })
+                    .collect();
+                produce(&bs, &input, &orders).await;
+                // Pacing the load generator, not synchronising the test.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let reader = {
+        let (bs, output) = (bs.clone(), output.clone());
+        tokio::task::spawn_blocking(move || {
+            read_accepted(&bs, &output, TOTAL, Duration::from_secs(300))
+        })
+    };
+    let stop = |mut child: Child| async move {
+        sigterm(&child);
+        let status =
+            tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(35)))
+                .await
+                .expect("wait task");
+        assert!(status.success(), "orders exited with {status}");
+    };
+    let watch_group = |n: usize| {
+        let (bs, group) = (bs.clone(), group.clone());
+        async move {
+            // A process counts as started once the group has `n` members with partitions.
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let members = group_members(&bs, &group).await;
+                if members >= n {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "group never reached {n} members (has {members})"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let p1 = spawn_orders(&bs, &input, &output, &group, &[]);
+    watch_group(1).await;
+    let p2 = spawn_orders(&bs, &input, &output, &group, &[]);
+    watch_group(2).await;
+    let p3 = spawn_orders(&bs, &input, &output, &group, &[]);
+    watch_group(3).await;
+    stop(p1).await;
+    stop(p2).await;
+    producer.await.expect("producer");
+    let ids = reader.await.expect("reader");
+    stop(p3).await;
+    assert_eq!(ids.len(), TOTAL, "every order id on the output topic");
+    let dupes: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        dupes.is_empty(),
+        "no id twice after graceful joins and leaves: {} duplicated, e.g. {:?}",
+        dupes.len(),
+        &dupes[..dupes.len().min(5)]
+    );
+}

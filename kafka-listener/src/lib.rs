@@ -34,6 +34,8 @@
 //! - [`config`]: `application.properties`, profiles, environment, `--set`; every key.
 //! - [`ListenerContainer`]: one per listener, usable on its own with [`ContainerProperties`].
 //! - [`ProducerTemplate`]: Spring's `KafkaTemplate`.
+//! - [`Acknowledgment`], [`Seeker`], [`RebalanceListener`], [`ListenerRegistry`]: manual
+//!   commits, seeks, rebalance callbacks and lifecycle.
 //! - [`EmbeddedCluster`]: `kafka.bootstrap-servers=embedded`, librdkafka's in-process mock.
 //!
 //! # How records flow
@@ -43,23 +45,33 @@
 //! A poll cycle drains up to `kafka.consumer.max-poll-records` (500) records and hands them
 //! over in one chunk per partition to that partition's worker, an async task: records of a
 //! partition are handled one at a time in offset order, partitions in parallel. When a
-//! partition's queue holds `max-poll-records` records, the partition is paused (the consumer
-//! keeps polling, so the group never sees it as dead, however slow the handler) and resumed
-//! once half drained. `enable.auto.commit` and `enable.auto.offset.store` are off: offsets
+//! partition's queue holds 4 × `max-poll-records` records (at least 2,000), the partition is
+//! paused (the consumer keeps polling, so the group never sees it as dead, however slow the
+//! handler) and resumed once three quarters drained; the wide margin matters because a pause
+//! makes librdkafka drop the partition's prefetched records, which are fetched again. `enable.auto.commit` and `enable.auto.offset.store` are off: offsets
 //! are committed explicitly, only for finished records.
 //!
 //! # Delivery semantics (at-least-once)
 //!
+//! In every mode a commit covers only finished records: a handler's `Ok` (or the recoverer
+//! after its errors) finishes a record in the automatic modes; an acknowledgement does in the
+//! manual ones. Commits carry explicit offsets and only move forward (except after a
+//! deliberate seek backwards).
+//!
 //! | ack mode | commits | a crash (kill -9) redelivers | cost |
 //! |---|---|---|---|
-//! | `batch` (default) | a partition's offset once every record it received in one poll cycle is finished | at most the records of the last poll cycle per partition (≤ `max-poll-records`) plus those in flight | one asynchronous commit per poll cycle |
-//! | `record` | after each record (asynchronous, coalesced: one commit per poll-loop turn carries the latest finished offset of each partition) | records in flight, plus those finished since the last commit reached the broker | more commit requests |
+//! | `batch` (default) | a partition's offset once every record it received in one poll cycle is finished | the records in flight and those of the last poll cycle per partition (≤ `max-poll-records`) | one asynchronous commit per poll cycle |
+//! | `record` | after each record (asynchronous, coalesced: one commit per poll-loop turn carries the latest finished offset of each partition) | the records in flight, plus those finished in the ~100 ms before the crash | the most commit requests |
+//! | `time` | like `batch`, but at most once per `kafka.listener.ack-time` (5s) | up to `ack-time` worth of finished records | one commit per `ack-time` |
+//! | `count` | like `batch`, once `kafka.listener.ack-count` (1) records finished since the last commit | up to `ack-count` finished records plus a poll cycle | one commit per `ack-count` records |
+//! | `count_time` | whichever of `count` and `time` comes first | the smaller of the two | |
+//! | `manual` | acknowledged records, at the end of the poll cycle's batch (or, for records acknowledged later from another task, when the partition has nothing in progress) | unacknowledged records and acknowledged ones since the last commit | one commit per poll cycle |
+//! | `manual_immediate` | acknowledged records, on the consumer's next turn (within ~100 ms) | unacknowledged records and those acknowledged in the last ~100 ms | a commit per acknowledgement burst |
 //!
-//! `time`, `count`, `count_time`, `manual` and `manual_immediate` are accepted by the
-//! configuration and rejected at start-up for now ("not supported yet").
-//!
-//! In every mode a commit covers only finished records: a handler's `Ok` (or the recoverer
-//! after its errors) finishes a record, nothing else does.
+//! In the manual modes the handler takes an [`Acknowledgment`]: commits never pass an
+//! unacknowledged record, whatever order acknowledgements come in; a handler that returns
+//! without acknowledging is logged once per partition. [`Acknowledgment::nack`] redelivers the
+//! record (and the rest of its partition) after a delay, pausing only that partition.
 //!
 //! - **Graceful shutdown** (SIGTERM or SIGINT; a second signal forces exit): stop fetching →
 //!   let each partition's record in hand finish within `kafka.listener.shutdown-timeout` (30s)
@@ -69,11 +81,6 @@
 //!   off: its record is *not* committed and will be redelivered. One log line reports records
 //!   finished, partitions committed, records redeliverable and unflushed sends. Exit code 3 if
 //!   a final commit or the flush failed.
-//! - **Rebalance**: on revoke, the revoked partitions stop taking records, their in-flight
-//!   handlers get up to `kafka.listener.revoke-timeout` (15s) to finish, what finished is
-//!   committed synchronously inside the callback, and only then does the consumer give the
-//!   partitions up. A lost assignment (session timed out) commits nothing. New partitions start
-//!   with clean state.
 //! - **Errors**: a handler `Err` or panic is retried in place after
 //!   `kafka.listener.retry.backoff.delay` (1s), up to `kafka.listener.retry.attempts` (10)
 //!   attempts; only that partition waits. Then the record is logged (listener, topic,
@@ -82,9 +89,46 @@
 //!   leaves the record unfinished (redelivered).
 //!
 //! What can be duplicated: records in flight or finished-but-uncommitted when a process
-//! crashes or a partition is lost, and a record whose handler was cut off by a timeout.
-//! What can be lost: nothing, at the default settings (`auto-offset-reset=earliest`,
-//! producer `acks=all` with idempotence).
+//! crashes or a partition is lost, a record whose handler was cut off by a timeout, and
+//! records after a `nack` or a seek backwards (on purpose). What can be lost: nothing, at the
+//! default settings (`auto-offset-reset=earliest`, producer `acks=all` with idempotence).
+//!
+//! # Rebalances
+//!
+//! Each consumer runs librdkafka's rebalance callback on its own thread, so it can block
+//! safely while handlers (on the async runtime) finish:
+//!
+//! 1. **Revoke**: the revoked partitions stop taking records; the record each is handling gets
+//!    up to `kafka.listener.revoke-timeout` (15s, well below `max.poll.interval.ms`) to
+//!    finish; the listener's [`RebalanceListener::on_partitions_revoked_before_commit`] runs;
+//!    everything finished is committed **synchronously**; `on_partitions_revoked_after_commit`
+//!    runs; only then does the consumer give the partitions up. The next owner starts exactly
+//!    after the last finished record: a graceful rebalance duplicates nothing. A handler cut
+//!    off by the revoke timeout is redelivered to the next owner.
+//! 2. **Lost** (the consumer was evicted, its session expired): nothing is committed — the
+//!    partitions already belong to someone else; `on_partitions_lost` runs.
+//! 3. **Assign**: `on_partitions_assigned` may choose starting positions through an
+//!    [`AssignmentSeeker`] (beginning, end, offset, timestamp, relative); they go into the
+//!    assignment itself. New partitions start with clean offset tracking, paused if the
+//!    container is paused.
+//!
+//! `partition.assignment.strategy=cooperative-sticky` (as a consumer property) works: only the
+//! partitions that change owner are revoked; the others keep flowing. Slow handlers never
+//! cause a rebalance: the consumer thread keeps polling (pausing a full partition instead), so
+//! `max.poll.interval.ms` is not the limit on a handler's duration.
+//!
+//! # Seeks, patterns, partitions, lifecycle
+//!
+//! - A handler takes a [`Seeker`] to move its partition (the next record comes from the new
+//!   position) or another partition of its consumer; [`ListenerContainer::seek`] does it from
+//!   outside.
+//! - `topic_pattern = "orders\\..*"` subscribes by regular expression; topics created later are
+//!   picked up at the next metadata refresh. `partitions = ["orders:0", "orders:1@100"]`
+//!   assigns partitions directly (no group rebalancing; commits still follow the ack mode).
+//! - The [`ListenerRegistry`] (from [`Application::registry`], [`registry`] under [`run`], or
+//!   as a handler argument) finds a container by listener id to `pause()`, `resume()`,
+//!   `stop_gracefully()` or `start()` it. A paused container keeps polling, so it stays in the
+//!   group. `auto_startup = false` listeners start only when asked.
 //!
 //! # Blocking and threads
 //!

@@ -230,6 +230,29 @@ pub async fn end_offsets(bootstrap: &str, topic: &str, partitions: i32) -> HashM
     .expect("watermarks task")
 }
 
+/// Members of a consumer group (0 if it does not exist or is empty).
+pub async fn group_members(bootstrap: &str, group: &str) -> usize {
+    let (bootstrap, group) = (bootstrap.to_owned(), group.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("group client");
+        consumer
+            .fetch_group_list(Some(&group), Duration::from_secs(10))
+            .ok()
+            .and_then(|list| {
+                list.groups()
+                    .iter()
+                    .find(|g| g.name() == group && g.state() == "Stable")
+                    .map(|g| g.members().len())
+            })
+            .unwrap_or(0)
+    })
+    .await
+    .expect("group list task")
+}
+
 /// Waits (async) until `cond` holds, polling every 20 ms; panics with `what` after `timeout`.
 pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;

@@ -16,7 +16,7 @@
 
 use std::sync::OnceLock;
 
-use kafka_listener::{kafka_listener, BoxError, Json, ProducerTemplate};
+use kafka_listener::{kafka_listener, Acknowledgment, BoxError, Json, ProducerTemplate};
 use serde::{Deserialize, Serialize};
 
 /// Output topic: `orders.accepted` (`ORDERS_ACCEPTED_TOPIC` overrides it, as `ORDERS_TOPIC`
@@ -43,9 +43,15 @@ struct Accepted<'a> {
 }
 
 /// Accepts an order. A send failure is returned as an error, so the record is retried and
-/// never committed without its acceptance written.
+/// never committed without its acceptance written. The explicit acknowledgement matters only
+/// when the ack mode is `manual` or `manual_immediate` (`--set kafka.listener.ack-mode=manual`);
+/// in the other modes the container commits on its own schedule.
 #[kafka_listener(id = "orders", topics = "${ORDERS_TOPIC:orders}", group_id = "orders")]
-async fn accept_order(order: Json<Order>, producer: ProducerTemplate) -> Result<(), BoxError> {
+async fn accept_order(
+    order: Json<Order>,
+    producer: ProducerTemplate,
+    ack: Acknowledgment,
+) -> Result<(), BoxError> {
     let accepted = Accepted {
         id: &order.id,
         status: "accepted",
@@ -53,6 +59,7 @@ async fn accept_order(order: Json<Order>, producer: ProducerTemplate) -> Result<
     producer
         .send_json(accepted_topic(), &order.id, &accepted)
         .await?;
+    ack.acknowledge();
     Ok(())
 }
 

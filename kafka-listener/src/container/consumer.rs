@@ -151,6 +151,19 @@ impl ConsumerCore {
         for a in &revoked {
             a.state.stop.cancel();
         }
+        // librdkafka keeps a partition's pause across revoke and re-assignment: lift ours now,
+        // or the partition would never be fetched again if it comes back to this consumer.
+        let mut paused = TopicPartitionList::new();
+        for a in &revoked {
+            if a.state.paused.swap(0, Ordering::AcqRel) != 0 {
+                let _ = paused.add_partition(&a.state.topic, a.state.partition);
+            }
+        }
+        if paused.count() > 0 {
+            if let Err(e) = consumer.resume(&paused) {
+                tracing::warn!(consumer = %self.name, error = %e, "lifting pauses of revoked partitions failed");
+            }
+        }
         let listener = self.props.rebalance_listener.as_deref();
         if lost {
             tracing::warn!(consumer = %self.name, partitions = %describe(tpl),
@@ -206,13 +219,19 @@ impl ConsumerCore {
         self.assign(tpl);
     }
 
-    /// Applies the application's pause to partitions that were just assigned.
+    /// Applies the application's pause to partitions that were just assigned, or makes sure
+    /// they are not paused (a pause left from an earlier assignment survives in librdkafka).
     fn pause_if_paused<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         tpl: &TopicPartitionList,
     ) {
         if !self.user_paused.load(Ordering::Acquire) {
+            if tpl.count() > 0 {
+                if let Err(e) = consumer.resume(tpl) {
+                    tracing::warn!(consumer = %self.name, error = %e, "clearing stale pauses of assigned partitions failed");
+                }
+            }
             return;
         }
         let assigned = self.assigned();
@@ -443,8 +462,10 @@ pub(crate) fn poll_loop(
     let props = Arc::clone(&core.props);
     let slice = props.poll_timeout.min(Duration::from_millis(100));
     let max = props.max_poll_records.max(1);
-    let high_water = max;
-    let low_water = (max / 2).max(1);
+    // Pausing makes librdkafka drop the partition's prefetched records (fetched again on
+    // resume), so pause late and resume late: a chunk or two in the queue is normal flow.
+    let high_water = (4 * max).max(2_000);
+    let low_water = high_water / 4;
     let requests = core
         .requests_rx
         .lock()

@@ -50,8 +50,8 @@ pub struct ContainerProperties {
     pub ack_count: u64,
     /// Time between commits in `time` and `count_time` modes.
     pub ack_time: Duration,
-    /// Records taken per poll cycle (`kafka.consumer.max-poll-records`); also the per-partition
-    /// queue size at which a partition is paused.
+    /// Records taken per poll cycle (`kafka.consumer.max-poll-records`); a partition is paused
+    /// when 4 × this many (at least 2,000) wait in its queue.
     pub max_poll_records: usize,
     /// Longest wait for records in one poll (`kafka.listener.poll-timeout`).
     pub poll_timeout: Duration,
