@@ -400,8 +400,9 @@ pub(crate) struct ConsumerReport {
     pub(crate) handlers_cut_off: usize,
 }
 
-/// The records one poll cycle took, grouped per partition in arrival order.
-type Cycle = Vec<((Arc<str>, i32), Vec<ConsumerRecord>)>;
+/// The records one poll cycle took, grouped per partition in arrival order, each with the
+/// partition state it was polled under (a revoke during the cycle makes that state stale).
+type Cycle = Vec<(Arc<PartitionState>, Vec<ConsumerRecord>)>;
 
 /// When the ack mode lets the poll loop commit.
 struct CommitSchedule {
@@ -466,6 +467,8 @@ pub(crate) fn poll_loop(
     // resume), so pause late and resume late: a chunk or two in the queue is normal flow.
     let high_water = (4 * max).max(2_000);
     let low_water = high_water / 4;
+    let single_topic =
+        props.topics.len() == 1 && props.topic_pattern.is_none() && props.partitions.is_empty();
     let requests = core
         .requests_rx
         .lock()
@@ -500,7 +503,7 @@ pub(crate) fn poll_loop(
                     break;
                 }
                 Some(Ok(message)) => {
-                    route(&message, &mut cycle, &core);
+                    route(&message, &mut cycle, &core, single_topic);
                     taken += 1;
                     timeout = Duration::ZERO;
                 }
@@ -649,27 +652,35 @@ fn resume_nacked(
 }
 
 /// Appends a message to this cycle's chunk for its partition.
-fn route(message: &BorrowedMessage<'_>, cycle: &mut Cycle, core: &ConsumerCore) {
-    let (topic, partition) = (message.topic(), message.partition());
-    // Messages arrive in runs per partition: check the last chunk first.
-    let index = match cycle
-        .iter()
-        .rposition(|((t, p), _)| *p == partition && &**t == topic)
-    {
+fn route(
+    message: &BorrowedMessage<'_>,
+    cycle: &mut Cycle,
+    core: &ConsumerCore,
+    single_topic: bool,
+) {
+    let partition = message.partition();
+    // Messages arrive in runs per partition: check the last chunk first. With one topic the
+    // partition alone identifies the chunk (`topic()` costs a UTF-8 check per call).
+    let found = cycle.iter().rposition(|(state, _)| {
+        state.partition == partition && (single_topic || *state.topic == *message.topic())
+    });
+    let index = match found {
         Some(i) => i,
         None => {
-            let key = core
+            let topic = message.topic();
+            let state = core
                 .assigned()
                 .iter()
-                .find(|a| a.state.partition == partition && &*a.state.topic == topic)
-                .map(|a| Arc::clone(&a.state.topic))
-                .unwrap_or_else(|| Arc::from(topic));
-            cycle.push(((key, partition), Vec::new()));
+                .find(|a| a.state.partition == partition && *a.state.topic == *topic)
+                .map(|a| Arc::clone(&a.state));
+            // Not assigned (any more): not ours to handle or commit.
+            let Some(state) = state else { return };
+            cycle.push((state, Vec::with_capacity(64)));
             cycle.len() - 1
         }
     };
-    let (key, chunk) = &mut cycle[index];
-    chunk.push(ConsumerRecord::from_message(message, &key.0));
+    let (state, chunk) = &mut cycle[index];
+    chunk.push(ConsumerRecord::from_message(message, &state.topic));
 }
 
 /// Hands each chunk to its partition's worker; pauses partitions whose queue is full.
@@ -681,12 +692,10 @@ fn dispatch(
 ) {
     let mut assigned = core.assigned();
     let mut to_pause = TopicPartitionList::new();
-    for ((topic, partition), records) in cycle.drain(..) {
-        let Some(a) = assigned
-            .iter_mut()
-            .find(|a| a.state.partition == partition && a.state.topic == topic)
-        else {
-            // Revoked while this cycle was being polled: not ours any more, never committed here.
+    for (state, records) in cycle.drain(..) {
+        let Some(a) = assigned.iter_mut().find(|a| Arc::ptr_eq(&a.state, &state)) else {
+            // Revoked while this cycle was being polled (even if assigned again since: the new
+            // assignment fetches from the committed offset): not ours, never committed here.
             continue;
         };
         let len = records.len();
@@ -706,7 +715,7 @@ fn dispatch(
                 .fetch_or(pause::BACKPRESSURE, Ordering::AcqRel)
                 == 0
         {
-            let _ = to_pause.add_partition(&topic, partition);
+            let _ = to_pause.add_partition(&state.topic, state.partition);
         }
     }
     if to_pause.count() > 0 {
