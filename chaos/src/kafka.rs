@@ -101,6 +101,7 @@ pub(crate) fn end_offsets(bootstrap: &str, topic: &str) -> Res<Vec<i64>> {
 pub(crate) struct OffsetsProbe {
     client: BaseConsumer,
     topic: String,
+    pub(crate) group: String,
 }
 
 impl OffsetsProbe {
@@ -114,6 +115,7 @@ impl OffsetsProbe {
         Ok(OffsetsProbe {
             client,
             topic: topic.to_owned(),
+            group: group.to_owned(),
         })
     }
 
@@ -419,5 +421,83 @@ fn count_one(message: &impl Message, accepted: &mut Accepted) {
     match (ok, id.and_then(order_index)) {
         (true, Some(index)) => *accepted.per_order.entry(index).or_default() += 1,
         _ => accepted.malformed.push(describe()),
+    }
+}
+
+/// Samples, every 250 ms, the group's committed offsets on the input and the record counts of
+/// input and output, into a tab-separated file next to the service logs: the timeline to read
+/// next to the event lines when a count looks wrong (how far commits lag, when they stall).
+pub(crate) struct CommitTrace {
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl CommitTrace {
+    pub(crate) fn spawn(
+        bootstrap: &str,
+        group: &str,
+        (input, output): (&str, &str),
+        path: &std::path::Path,
+        t0: Instant,
+    ) -> Res<Self> {
+        use std::io::Write as _;
+        let probe = OffsetsProbe::new(bootstrap, group, input)?;
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        writeln!(
+            file,
+            "seconds\tcommitted_total\tinput_records\toutput_records\tcommitted_per_partition"
+        )?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (input, output) = (input.to_owned(), output.to_owned());
+        let handle = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("commit-trace".into())
+                .spawn(move || {
+                    let ends = |topic: &str| -> Option<i64> {
+                        (0..PARTITIONS)
+                            .map(|p| {
+                                probe
+                                    .client
+                                    .fetch_watermarks(topic, p, Duration::from_secs(2))
+                                    .ok()
+                                    .map(|(_, high)| high)
+                            })
+                            .sum()
+                    };
+                    while !stop.load(Ordering::Acquire) {
+                        let committed = probe.committed().ok();
+                        let total: Option<i64> = committed
+                            .as_ref()
+                            .map(|c| c.iter().map(|o| (*o).max(0)).sum());
+                        let show =
+                            |v: Option<i64>| v.map_or_else(|| "?".to_owned(), |v| v.to_string());
+                        let _ = writeln!(
+                            file,
+                            "{:.2}\t{}\t{}\t{}\t{:?}",
+                            t0.elapsed().as_secs_f64(),
+                            show(total),
+                            show(ends(&input)),
+                            show(ends(&output)),
+                            committed.unwrap_or_default()
+                        );
+                        let _ = file.flush();
+                        std::thread::sleep(Duration::from_millis(250));
+                    }
+                })?
+        };
+        Ok(CommitTrace {
+            stop,
+            handle: Some(handle),
+        })
+    }
+}
+
+impl Drop for CommitTrace {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
     }
 }

@@ -180,6 +180,8 @@ fn main() -> ExitCode {
         ctx.sets,
         ctx.out_dir.display()
     );
+    let revision = git_revision(&ctx.repo_root);
+    println!("source: {revision}");
     let started = Instant::now();
     let mut reports: Vec<Result<Report, (Kind, String)>> = Vec::new();
     for kind in kinds {
@@ -191,13 +193,31 @@ fn main() -> ExitCode {
         reports.push(result);
     }
     let ok = print_summary(&reports, seed, &ctx, started.elapsed());
-    if let Err(e) = write_results(&reports, seed, &ctx) {
+    if let Err(e) = write_results(&reports, seed, &ctx, &revision) {
         eprintln!("warning: writing results.json: {e}");
     }
     if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+/// The commit the system under test was built from, `-dirty` when the tree has changes.
+fn git_revision(repo: &std::path::Path) -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["describe", "--always", "--dirty"]) {
+        Some(rev) if !rev.is_empty() => rev,
+        _ => "unknown (not a git checkout)".to_owned(),
     }
 }
 
@@ -264,7 +284,12 @@ fn print_summary(
     all_ok
 }
 
-fn write_results(reports: &[Result<Report, (Kind, String)>], seed: u64, ctx: &Ctx) -> Res<()> {
+fn write_results(
+    reports: &[Result<Report, (Kind, String)>],
+    seed: u64,
+    ctx: &Ctx,
+    revision: &str,
+) -> Res<()> {
     let scenarios: Vec<serde_json::Value> = reports
         .iter()
         .map(|r| match r {
@@ -294,6 +319,7 @@ fn write_results(reports: &[Result<Report, (Kind, String)>], seed: u64, ctx: &Ct
         "run": ctx.run_id,
         "seed": format!("{seed:#x}"),
         "quick": ctx.quick,
+        "source": revision,
         "service_sets": ctx.sets,
         "scenarios": scenarios,
     });

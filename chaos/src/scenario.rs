@@ -362,7 +362,7 @@ fn run_on(
         broker,
         &mut fleet,
         &probe,
-        &input,
+        (&input, &output),
         &mut report,
         t0,
     );
@@ -476,7 +476,7 @@ fn drive(
     broker: Option<&OwnBroker>,
     fleet: &mut Fleet,
     probe: &OffsetsProbe,
-    input: &str,
+    (input, output): (&str, &str),
     report: &mut Report,
     t0: Instant,
 ) -> Res<kafka::Produced> {
@@ -484,6 +484,13 @@ fn drive(
     let first = fleet.start()?;
     say(t0, &format!("started {}", fleet.services[first].name()));
     let producer = OrderProducer::spawn(bootstrap, input, plan.orders, plan.window)?;
+    let _trace = kafka::CommitTrace::spawn(
+        bootstrap,
+        &probe.group,
+        (input, output),
+        &report.log_dir.join("commits.tsv"),
+        t0,
+    )?;
     let mut watch = Watch::default();
     for (at, action) in events {
         while t0.elapsed() < at {
@@ -531,10 +538,16 @@ fn drive(
                 }
                 let status = fleet.services[victim].wait(Duration::from_secs(45));
                 let verb = if graceful { "SIGTERM" } else { "SIGKILL" };
+                // With the process gone, the group's commits are final until the restart:
+                // acceptances beyond them will be repeated.
+                let committed = committed_sum(probe).unwrap_or(-1);
+                let accepted: i64 = kafka::end_offsets(bootstrap, output)
+                    .map(|e| e.iter().sum())
+                    .unwrap_or(-1);
                 say(
                     t0,
                     &format!(
-                        "{verb} {name} {progress}: exited {} after {:.1?}",
+                        "{verb} {name} {progress}: exited {} after {:.1?}; group committed {committed} orders, output holds {accepted} records",
                         status.map_or_else(
                             || "never (killed after 45 s)".to_owned(),
                             |s| s.to_string()
