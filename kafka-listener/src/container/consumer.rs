@@ -18,11 +18,12 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
+use super::arena::ChunkBuilder;
 use super::partition::{pause, Chunk, ConsumerRequest, Counters, PartitionState, Worker};
 use super::rebalance::{partitions_of, resolve, AssignmentSeeker};
 use super::ContainerProperties;
 use crate::config::AckMode;
-use crate::listener::{ConsumerRecord, Handler, ListenerContext};
+use crate::listener::{Handler, ListenerContext};
 
 /// A partition assigned to this consumer, seen from the consumer thread.
 struct Assigned {
@@ -402,7 +403,7 @@ pub(crate) struct ConsumerReport {
 
 /// The records one poll cycle took, grouped per partition in arrival order, each with the
 /// partition state it was polled under (a revoke during the cycle makes that state stale).
-type Cycle = Vec<(Arc<PartitionState>, Vec<ConsumerRecord>)>;
+type Cycle = Vec<(Arc<PartitionState>, ChunkBuilder)>;
 
 /// When the ack mode lets the poll loop commit.
 struct CommitSchedule {
@@ -675,12 +676,11 @@ fn route(
                 .map(|a| Arc::clone(&a.state));
             // Not assigned (any more): not ours to handle or commit.
             let Some(state) = state else { return };
-            cycle.push((state, Vec::with_capacity(64)));
+            cycle.push((state, ChunkBuilder::new()));
             cycle.len() - 1
         }
     };
-    let (state, chunk) = &mut cycle[index];
-    chunk.push(ConsumerRecord::from_message(message, &state.topic));
+    cycle[index].1.push(message);
 }
 
 /// Hands each chunk to its partition's worker; pauses partitions whose queue is full.
@@ -692,13 +692,14 @@ fn dispatch(
 ) {
     let mut assigned = core.assigned();
     let mut to_pause = TopicPartitionList::new();
-    for (state, records) in cycle.drain(..) {
+    for (state, builder) in cycle.drain(..) {
         let Some(a) = assigned.iter_mut().find(|a| Arc::ptr_eq(&a.state, &state)) else {
             // Revoked while this cycle was being polled (even if assigned again since: the new
             // assignment fetches from the committed offset): not ours, never committed here.
             continue;
         };
-        let len = records.len();
+        let len = builder.len();
+        let records = builder.build(&state.topic, state.partition);
         let chunk = Chunk {
             epoch: a.state.epoch(),
             records,

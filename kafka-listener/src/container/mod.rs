@@ -8,6 +8,7 @@
 //! ```
 
 mod ack;
+mod arena;
 mod consumer;
 mod offsets;
 mod partition;

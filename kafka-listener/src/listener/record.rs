@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 
 /// One record consumed from Kafka, owned (copied out of librdkafka's buffer once).
 ///
@@ -58,29 +57,6 @@ impl ConsumerRecord {
             .0
             .push((name.to_owned(), value.map(Into::into)));
         self
-    }
-
-    /// Copies a message out of librdkafka. `topic` is shared per partition to avoid an
-    /// allocation per record.
-    pub(crate) fn from_message(message: &BorrowedMessage<'_>, topic: &Arc<str>) -> Self {
-        let headers = match message.headers() {
-            Some(headers) => Headers(
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(Bytes::copy_from_slice)))
-                    .collect(),
-            ),
-            None => Headers::default(),
-        };
-        ConsumerRecord {
-            topic: Arc::clone(topic),
-            partition: message.partition(),
-            offset: message.offset(),
-            timestamp: message.timestamp().to_millis(),
-            key: message.key().map(Bytes::copy_from_slice),
-            value: message.payload().map(Bytes::copy_from_slice),
-            headers,
-        }
     }
 
     /// The topic.
