@@ -452,7 +452,7 @@ impl Config {
         let lines: Vec<(String, String)> = effective
             .iter()
             .map(|(key, entry)| {
-                let value = if must_mask(key, &entry.raw) {
+                let value = if must_mask(key, &entry.raw) || self.reaches_secret(&entry.raw, 0) {
                     MASK
                 } else {
                     entry.value.as_str()
@@ -821,13 +821,16 @@ impl Builder {
                 continue;
             }
             if let Err(expected) = def.kind.validate(&entry.value) {
-                errors.push(invalid_value(
-                    &entry.source,
-                    &key,
-                    &entry.value,
-                    &entry.raw,
-                    expected,
-                ));
+                let mut error =
+                    invalid_value(&entry.source, &key, &entry.value, &entry.raw, expected);
+                if self.config.reaches_secret(&entry.raw, 0) {
+                    if let ConfigError::InvalidValue { value, .. } = &mut error {
+                        if value.is_some() {
+                            *value = Some(MASK.to_owned());
+                        }
+                    }
+                }
+                errors.push(error);
             }
         }
         for error in errors {
@@ -868,6 +871,31 @@ fn profile_file(main: &Path, profile: &str) -> PathBuf {
         None => format!("{stem}-{profile}"),
     };
     main.with_file_name(name)
+}
+
+impl Config {
+    /// Whether `raw` takes its value, through placeholders (however indirect), from a key or
+    /// variable whose name looks secret: `x=${alias}` with `alias=${kafka.properties.sasl.password}`.
+    fn reaches_secret(&self, raw: &str, depth: usize) -> bool {
+        if depth > 8 {
+            return true; // too deep to tell: hide rather than risk showing a secret
+        }
+        let mut rest = raw;
+        while let Some(start) = rest.find("${") {
+            rest = &rest[start + 2..];
+            let end = rest.find(['}', ':']).unwrap_or(rest.len());
+            let name = rest[..end].trim();
+            if schema::is_secret(name) {
+                return true;
+            }
+            if let Some(entry) = self.lookup_entry(name) {
+                if self.reaches_secret(&entry.raw, depth + 1) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
 }
 
 /// `key=value` with the value masked when the key is secret.
