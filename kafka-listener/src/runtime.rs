@@ -96,6 +96,15 @@ fn run_inner(runner: Option<Runner>) -> ExitCode {
 }
 
 async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
+    // Listen first: a SIGTERM that arrives while the application starts is kept and handled as
+    // a graceful shutdown once it is up, instead of killing the process outright.
+    let mut signals = match Signals::new() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: cannot listen for SIGTERM/SIGINT: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let builder = Application::builder()
         .config_file(cli.config)
         .profile(cli.profile)
@@ -136,15 +145,12 @@ async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
     };
     let _ = GLOBAL_REGISTRY.set(app.registry().clone());
     let background = runner.map(|r| tokio::spawn(r(app.producer().clone())));
-    if let Err(e) = wait_for_signal().await {
-        tracing::error!(error = %e, "cannot listen for signals; shutting down");
-    }
+    signals.next().await;
     tracing::info!("shutdown requested: stop fetching, finishing in-flight records (a second signal forces exit)");
-    tokio::spawn(async {
-        if wait_for_signal().await.is_ok() {
-            eprintln!("second signal: forced exit; unfinished records were not committed and will be redelivered");
-            std::process::exit(130);
-        }
+    tokio::spawn(async move {
+        signals.next().await;
+        eprintln!("second signal: forced exit; unfinished records were not committed and will be redelivered");
+        std::process::exit(130);
     });
     if let Some(task) = background {
         task.abort();
@@ -161,21 +167,43 @@ fn report_startup_error(e: &Error) {
     eprintln!("error: {e}");
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
+/// SIGTERM and SIGINT (Ctrl-C), registered once so none is missed between waits.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
         }
-        Ok(())
+        #[cfg(not(unix))]
+        {
+            Ok(Signals {})
+        }
     }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await
+
+    /// The next SIGTERM or SIGINT.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.term.recv() => {}
+                _ = self.int.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
