@@ -148,7 +148,7 @@ mod error;
 mod error_handler;
 mod listener;
 mod producer;
-mod runtime;
+pub(crate) mod runtime;
 
 pub use container::{
     Acknowledgment, AssignmentSeeker, ContainerProperties, ContainerReport, ListenerContainer,

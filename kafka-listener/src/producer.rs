@@ -161,6 +161,11 @@ impl ProducerTemplate {
             .map_err(|e| Error::kafka("flushing the producer", e))
     }
 
+    /// How many handles to this producer exist (this one included).
+    pub(crate) fn handles(&self) -> usize {
+        Arc::strong_count(&self.inner)
+    }
+
     /// Records still queued or in flight.
     pub fn in_flight(&self) -> i32 {
         self.inner.in_flight_count()

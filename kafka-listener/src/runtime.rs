@@ -143,7 +143,7 @@ async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let _ = GLOBAL_REGISTRY.set(app.registry().clone());
+    let _ = GLOBAL_REGISTRY.set(app.registry().downgrade());
     let background = runner.map(|r| tokio::spawn(r(app.producer().clone())));
     signals.next().await;
     tracing::info!("shutdown requested: stop fetching, finishing in-flight records (a second signal forces exit)");
@@ -409,7 +409,7 @@ impl ApplicationBuilder {
                 listener_id: plan.props.listener_id.as_str().into(),
                 producer: Some(producer.clone()),
                 partition: None,
-                registry: Some(registry.clone()),
+                registry: Some(registry.downgrade()),
             };
             let container = ListenerContainer::new(plan.props, plan.handler, cx);
             if plan.auto_startup {
@@ -818,7 +818,24 @@ pub struct ListenerRegistry {
     containers: Arc<OnceLock<Vec<ListenerContainer>>>,
 }
 
+/// A registry handle that does not keep the containers alive (containers hold one in their
+/// extractor context: a strong one would make a cycle).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakRegistry(std::sync::Weak<OnceLock<Vec<ListenerContainer>>>);
+
+impl WeakRegistry {
+    fn upgrade(&self) -> Option<ListenerRegistry> {
+        self.0
+            .upgrade()
+            .map(|containers| ListenerRegistry { containers })
+    }
+}
+
 impl ListenerRegistry {
+    pub(crate) fn downgrade(&self) -> WeakRegistry {
+        WeakRegistry(Arc::downgrade(&self.containers))
+    }
+
     /// The container of listener `id`.
     pub fn container(&self, id: &str) -> Option<ListenerContainer> {
         self.containers
@@ -842,18 +859,19 @@ impl crate::listener::FromRecord for ListenerRegistry {
         _: &crate::ConsumerRecord,
         cx: &ListenerContext,
     ) -> std::result::Result<Self, crate::ExtractError> {
-        cx.registry.clone().ok_or(crate::ExtractError::Unavailable(
-            "no ListenerRegistry outside an Application",
-        ))
+        cx.registry.as_ref().and_then(WeakRegistry::upgrade).ok_or(
+            crate::ExtractError::Unavailable("no ListenerRegistry outside a running Application"),
+        )
     }
 }
 
-static GLOBAL_REGISTRY: OnceLock<ListenerRegistry> = OnceLock::new();
+static GLOBAL_REGISTRY: OnceLock<WeakRegistry> = OnceLock::new();
 
 /// The registry of the application started by [`run`] or [`run_with`] (`None` before it
-/// started, or when the application was built with [`Application::builder`]).
+/// started, after it shut down, or when the application was built with
+/// [`Application::builder`]).
 pub fn registry() -> Option<ListenerRegistry> {
-    GLOBAL_REGISTRY.get().cloned()
+    GLOBAL_REGISTRY.get().and_then(WeakRegistry::upgrade)
 }
 
 /// A running application: its containers, producer and (if configured) embedded cluster.
@@ -947,8 +965,12 @@ impl Application {
             producer,
             embedded,
             shutdown_timeout,
+            registry,
             ..
         } = self;
+        // The registry's clones of the containers would keep them (and their producer handles)
+        // alive past the point where the embedded cluster goes.
+        drop(registry);
         let deadlines: Vec<Instant> = containers
             .iter()
             .map(|c| started + c.properties().shutdown_timeout)
@@ -972,7 +994,15 @@ impl Application {
                     producer.in_flight().max(1)
                 }
             };
-            // The cluster goes last: clients still connected to it would log it as lost.
+            // The cluster goes last: clients still connected to it would log it as lost. Give
+            // the tasks that still hold a producer handle (workers winding down, an aborted
+            // runner) a moment to drop it.
+            if embedded.is_some() {
+                let until = Instant::now() + Duration::from_secs(1);
+                while producer.handles() > 1 && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             drop(producer);
             drop(embedded);
             (total, unflushed)

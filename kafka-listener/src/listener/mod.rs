@@ -163,7 +163,7 @@ pub struct ListenerContext {
     /// The partition being handled (set by the container for each partition worker).
     pub(crate) partition: Option<Arc<crate::container::PartitionLink>>,
     /// The application's containers.
-    pub(crate) registry: Option<crate::ListenerRegistry>,
+    pub(crate) registry: Option<crate::runtime::WeakRegistry>,
 }
 
 impl ListenerContext {
