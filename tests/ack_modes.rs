@@ -49,32 +49,9 @@ async fn start(
     group: &str,
     extra: &[(String, String)],
 ) -> Application {
-    let mut builder = Application::builder()
-        .only([id])
-        .env(vec![("KL_TEST".into(), "1".into())])
-        .set("kafka.bootstrap-servers", bs)
-        .set("test.topic", topic)
-        .set("test.group", group)
-        .set("kafka.listener.retry.backoff.delay", "10ms");
-    for (k, v) in extra {
-        builder = builder.set(k, v);
-    }
-    builder
-        .start()
-        .await
-        .unwrap_or_else(|e| panic!("starting {id}: {e}"))
-}
-
-async fn assert_committed_at_end(bs: &str, group: &str, topic: &str, partitions: i32) {
-    let committed = committed_offsets(bs, group, topic, partitions).await;
-    let end = end_offsets(bs, topic, partitions).await;
-    for p in 0..partitions {
-        assert_eq!(
-            committed.get(&p).copied().unwrap_or(0),
-            end[&p],
-            "{topic} partition {p}: committed {committed:?} vs end {end:?}"
-        );
-    }
+    let mut vars = vec![("test.topic", topic), ("test.group", group)];
+    vars.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    start_listener(bs, id, &vars).await
 }
 
 #[kafka_listener(id = "any_mode", topics = "${test.topic}", group_id = "${test.group}")]

@@ -52,17 +52,7 @@ fn distinct(topic_prefix: &str) -> usize {
 }
 
 async fn start(bs: &str, id: &str, vars: &[(&str, &str)]) -> Application {
-    let mut builder = Application::builder()
-        .only([id])
-        .env(vec![("KL_TEST".into(), "1".into())])
-        .set("kafka.bootstrap-servers", bs);
-    for (k, v) in vars {
-        builder = builder.set(k, v);
-    }
-    builder
-        .start()
-        .await
-        .unwrap_or_else(|e| panic!("starting {id}: {e}"))
+    start_listener(bs, id, vars).await
 }
 
 fn now_ms() -> i64 {

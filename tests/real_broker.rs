@@ -39,37 +39,13 @@ async fn start(
     group: &str,
     extra: &[(&str, &str)],
 ) -> Application {
-    let mut builder = Application::builder()
-        .only([id])
-        .env(vec![("KL_TEST".into(), "1".into())])
-        .set("kafka.bootstrap-servers", bootstrap)
-        .set("test.topic", topic)
-        .set("test.group", group)
-        .set("kafka.listener.retry.backoff.delay", "10ms")
-        .set("kafka.listener.shutdown-timeout", "20s");
-    for (k, v) in extra {
-        builder = builder.set(k, v);
-    }
-    builder
-        .start()
-        .await
-        .unwrap_or_else(|e| panic!("starting {id}: {e}"))
-}
-
-async fn assert_committed_at_end(bootstrap: &str, group: &str, topic: &str, partitions: i32) {
-    let committed = committed_offsets(bootstrap, group, topic, partitions).await;
-    let end = end_offsets(bootstrap, topic, partitions).await;
-    for p in 0..partitions {
-        let e = end[&p];
-        if e == 0 {
-            continue;
-        }
-        assert_eq!(
-            committed.get(&p).copied(),
-            Some(e),
-            "partition {p}: committed offset should equal the end offset {e} (committed: {committed:?}, end: {end:?})"
-        );
-    }
+    let mut vars = vec![
+        ("test.topic", topic),
+        ("test.group", group),
+        ("kafka.listener.shutdown-timeout", "20s"),
+    ];
+    vars.extend_from_slice(extra);
+    start_listener(bootstrap, id, &vars).await
 }
 
 fn assert_offsets_increase_per_partition(seen: &Seen) {

@@ -253,6 +253,40 @@ pub async fn group_members(bootstrap: &str, group: &str) -> usize {
     .expect("group list task")
 }
 
+/// Starts only listener `id` against `bootstrap` with `vars` set (as `--set` would), fast
+/// retries (10 ms back-off) and nothing from the process environment.
+pub async fn start_listener(
+    bootstrap: &str,
+    id: &str,
+    vars: &[(&str, &str)],
+) -> kafka_listener::Application {
+    let mut builder = kafka_listener::Application::builder()
+        .only([id])
+        .env(vec![("KL_TEST".into(), "1".into())])
+        .set("kafka.bootstrap-servers", bootstrap)
+        .set("kafka.listener.retry.backoff.delay", "10ms");
+    for (k, v) in vars {
+        builder = builder.set(k, v);
+    }
+    builder
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("starting {id}: {e}"))
+}
+
+/// Asserts that `group` has committed every partition of `topic` up to its end offset.
+pub async fn assert_committed_at_end(bootstrap: &str, group: &str, topic: &str, partitions: i32) {
+    let committed = committed_offsets(bootstrap, group, topic, partitions).await;
+    let end = end_offsets(bootstrap, topic, partitions).await;
+    for p in 0..partitions {
+        assert_eq!(
+            committed.get(&p).copied().unwrap_or(0),
+            end[&p],
+            "{topic} partition {p}: committed offset should equal the end offset (committed {committed:?}, end {end:?})"
+        );
+    }
+}
+
 /// Waits (async) until `cond` holds, polling every 20 ms; panics with `what` after `timeout`.
 pub async fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
