@@ -30,7 +30,39 @@ fn orders_bin() -> PathBuf {
     bin
 }
 
-fn spawn_orders(bootstrap: &str, input: &str, output: &str, group: &str, extra: &[&str]) -> Child {
+/// A running `orders` process; killed if the test panics before stopping it, so a failed test
+/// never leaves a service behind (or a pipe held open under `cargo test | tee`).
+struct Service(Child);
+
+impl std::ops::Deref for Service {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Service {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn_orders(
+    bootstrap: &str,
+    input: &str,
+    output: &str,
+    group: &str,
+    extra: &[&str],
+) -> Service {
     let config =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/orders/application.properties");
     let mut cmd = Command::new(orders_bin());
@@ -42,13 +74,19 @@ fn spawn_orders(bootstrap: &str, input: &str, output: &str, group: &str, extra: 
         .env("ORDERS_ACCEPTED_TOPIC", output)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null());
+    // The service's output goes to a file, never to the test's own stdout.
+    let logs = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-logs");
+    let _ = std::fs::create_dir_all(&logs);
+    let log = std::fs::File::create(logs.join(format!("{group}-{}.log", unique("p"))))
+        .expect("service log file");
+    cmd.stdout(log.try_clone().expect("log handle")).stderr(log);
     for e in extra {
         cmd.args(["--set", e]);
     }
-    cmd.spawn().expect("spawn orders")
+    Service(cmd.spawn().expect("spawn orders"))
 }
 
-fn sigterm(child: &Child) {
+fn sigterm(child: &Service) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -56,7 +94,7 @@ fn sigterm(child: &Child) {
     assert!(status.success());
 }
 
-fn wait_exit(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+fn wait_exit(child: &mut Service, timeout: Duration) -> std::process::ExitStatus {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -243,7 +281,7 @@ async fn three_orders_processes_started_and_stopped_one_by_one_accept_every_orde
             read_accepted(&bs, &output, TOTAL, Duration::from_secs(300))
         })
     };
-    let stop = |mut child: Child| async move {
+    let stop = |mut child: Service| async move {
         sigterm(&child);
         let status =
             tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(35)))
