@@ -1,11 +1,13 @@
 //! Every ack mode, manual acknowledgement, nack and slow handlers, against the real broker.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kafka_listener::{kafka_listener, Acknowledgment, Application, Key, RecordMeta};
+use kafka_listener::{
+    kafka_listener, Acknowledgment, Application, Key, RebalanceListener, RecordMeta, TopicPartition,
+};
 use kafka_listener_tests::*;
 
 /// (topic, partition, offset, key, when) of every handler call, across tests (each test has
@@ -266,11 +268,25 @@ async fn nack_redelivers_after_the_delay_and_pauses_only_its_partition() {
     assert_committed_at_end(&bs, &group, &topic, 2).await;
 }
 
+/// Counts every partition movement the slow listener's consumer sees.
+struct CountMoves;
+static SLOW_MOVES: AtomicUsize = AtomicUsize::new(0);
+impl RebalanceListener for CountMoves {
+    fn on_partitions_revoked_before_commit(&self, partitions: &[TopicPartition]) {
+        SLOW_MOVES.fetch_add(partitions.len(), Ordering::SeqCst);
+    }
+    fn on_partitions_lost(&self, partitions: &[TopicPartition]) {
+        SLOW_MOVES.fetch_add(partitions.len(), Ordering::SeqCst);
+    }
+}
+static COUNT_MOVES: CountMoves = CountMoves;
+
 #[kafka_listener(
     id = "slowpoke",
     topics = "${test.topic}",
     group_id = "${test.group}",
-    ack_mode = "record"
+    ack_mode = "record",
+    rebalance_listener = COUNT_MOVES
 )]
 async fn slowpoke(meta: RecordMeta, key: Key<String>) {
     note(&meta, &key);
@@ -297,11 +313,21 @@ async fn handler_slower_than_max_poll_interval_keeps_its_consumer_and_causes_no_
             "6000".to_owned(),
         ),
     ];
+    let started = Instant::now();
     let app = start(&bs, "slowpoke", &topic, &group, &extra).await;
     wait_until(Duration::from_secs(60), "40 records", || {
         distinct_keys(&topic) == 40
     })
     .await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(14),
+        "the slow handler really outlasted max.poll.interval.ms twice"
+    );
+    assert_eq!(
+        SLOW_MOVES.load(Ordering::SeqCst),
+        0,
+        "no partition was revoked or lost while the handler ran past max.poll.interval.ms"
+    );
     assert!(app.shutdown().await.is_clean());
     let mut seen: HashMap<String, usize> = HashMap::new();
     for c in calls(&topic) {
