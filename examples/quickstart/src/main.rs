@@ -34,7 +34,7 @@ static SEEN: AtomicU64 = AtomicU64::new(0);
 )]
 async fn on_page_view(view: Json<PageView>, meta: RecordMeta) -> Result<(), BoxError> {
     let n = SEEN.fetch_add(1, Ordering::Relaxed) + 1;
-    if n <= 3 || n % 200 == 0 {
+    if n <= 3 || n.is_multiple_of(200) {
         tracing::info!(
             consumed = n,
             seq = view.seq,
