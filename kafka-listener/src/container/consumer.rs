@@ -6,7 +6,7 @@
 //! rebalance protocol inside librdkafka's callback. Handlers never run here, so blocking in the
 //! rebalance callback (waiting for in-flight handlers) is safe.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -45,7 +45,6 @@ pub(crate) struct ConsumerCore {
     /// Set once shutdown committed: the revoke that librdkafka runs while closing must not
     /// commit again (work cut off by the deadline may finish late and must stay uncommitted).
     closed: AtomicBool,
-    pub(crate) rebalances: AtomicU64,
     pub(crate) requests_tx: std::sync::mpsc::Sender<ConsumerRequest>,
     /// Paused by the application: newly assigned partitions start paused too.
     user_paused: AtomicBool,
@@ -74,7 +73,6 @@ impl ConsumerCore {
             runtime,
             assigned: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
-            rebalances: AtomicU64::new(0),
         }
     }
 
@@ -222,7 +220,7 @@ impl ConsumerCore {
 
     /// Applies the application's pause to partitions that were just assigned, or makes sure
     /// they are not paused (a pause left from an earlier assignment survives in librdkafka).
-    fn pause_if_paused<C: ConsumerContext>(
+    fn apply_user_pause<C: ConsumerContext>(
         &self,
         consumer: &BaseConsumer<C>,
         tpl: &TopicPartitionList,
@@ -345,7 +343,6 @@ impl ConsumerContext for CoreContext {
         tpl: &mut TopicPartitionList,
     ) {
         let core = &self.0;
-        core.rebalances.fetch_add(1, Ordering::Relaxed);
         let cooperative = matches!(
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
@@ -358,7 +355,7 @@ impl ConsumerContext for CoreContext {
                 } else {
                     consumer.assign(tpl)
                 };
-                core.pause_if_paused(consumer, tpl);
+                core.apply_user_pause(consumer, tpl);
                 r
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -810,7 +807,7 @@ pub(crate) fn attach(
         }
         core.assign(&tpl);
         consumer.assign(&tpl)?;
-        core.pause_if_paused(consumer, &tpl);
+        core.apply_user_pause(consumer, &tpl);
         return Ok(());
     }
     match &props.topic_pattern {
