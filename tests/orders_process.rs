@@ -443,3 +443,90 @@ async fn after_a_crash_every_ack_mode_redelivers_only_from_the_committed_offset_
         eprintln!("{mode}: committed at crash {committed:?}; {repeated} orders accepted twice, all at or after the committed offset");
     }
 }
+
+/// The Go client (franz-go) that writes what Java clients cannot: `tests/foreign-producer`,
+/// built by `scripts/test` into `target/foreign-producer` (`FOREIGN_PRODUCER` overrides).
+fn foreign_producer_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("FOREIGN_PRODUCER") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("foreign-producer");
+    assert!(
+        bin.exists(),
+        "{} not found: run `go build -o target/foreign-producer ./tests/foreign-producer` (scripts/test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Records a non-Java client can write — header names that are not UTF-8, empty names, null
+/// values, 2,000 headers on one record, batches in all five codecs — between normal orders:
+/// the service handles every one of them and keeps going, and SIGTERM exits 0 with committed
+/// = end. Before header names were read as bytes, the first such record panicked every
+/// consumer thread and nothing after it was handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_process_handles_records_from_a_go_client_with_odd_headers_and_every_codec() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (input, output, group) = (
+        unique("orders"),
+        unique("orders.accepted"),
+        unique("orders-g"),
+    );
+    create_topic(&bs, &input, 3).await;
+    create_topic(&bs, &output, 3).await;
+    let normal = |from: usize, n: usize| -> Vec<(String, Vec<u8>)> {
+        (from..from + n)
+            .map(|i| {
+                let id = format!("order-{i}");
+                let body = serde_json::json!({ "id": id, "amount_cents": 1, "customer": "c" });
+                (id, body.to_string().into_bytes())
+            })
+            .collect()
+    };
+    const FOREIGN: usize = 500;
+    produce(&bs, &input, &normal(0, 300)).await;
+    let out = Command::new(foreign_producer_bin())
+        .args([bs.as_str(), input.as_str(), "0", &FOREIGN.to_string()])
+        .output()
+        .expect("run foreign-producer");
+    assert!(
+        out.status.success(),
+        "foreign-producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        assert!(said.contains(&format!("{codec}: 100 records")), "{said}");
+    }
+    produce(&bs, &input, &normal(300, 300)).await;
+    let expected = 600 + FOREIGN;
+
+    let mut child = spawn_orders(&bs, &input, &output, &group, &[]);
+    let (bs2, out2) = (bs.clone(), output.clone());
+    let ids = tokio::task::spawn_blocking(move || {
+        read_accepted(&bs2, &out2, expected, Duration::from_secs(120))
+    })
+    .await
+    .expect("reader task");
+    assert_eq!(
+        ids.len(),
+        expected,
+        "every order, normal and foreign, accepted"
+    );
+    assert!(ids.contains_key("foreign-0") && ids.contains_key("order-599"));
+
+    sigterm(&child);
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(35)))
+            .await
+            .expect("wait task");
+    assert!(
+        status.success(),
+        "orders exited with {status} after SIGTERM"
+    );
+    assert_committed_at_end(&bs, &group, &input, 3).await;
+}

@@ -145,8 +145,14 @@ async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
     };
     let _ = GLOBAL_REGISTRY.set(app.registry().downgrade());
     let background = runner.map(|r| tokio::spawn(r(app.producer().clone())));
-    signals.next().await;
-    tracing::info!("shutdown requested: stop fetching, finishing in-flight records (a second signal forces exit)");
+    let died = tokio::select! {
+        _ = signals.next() => None,
+        cause = crate::container::supervision::first_death() => Some(cause),
+    };
+    match &died {
+        None => tracing::info!("shutdown requested: stop fetching, finishing in-flight records (a second signal forces exit)"),
+        Some(cause) => tracing::error!(%cause, "a consumer died: shutting down, finishing in-flight records of the others; exit code 4"),
+    }
     tokio::spawn(async move {
         signals.next().await;
         eprintln!("second signal: forced exit; unfinished records were not committed and will be redelivered");
@@ -156,7 +162,10 @@ async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
         task.abort();
     }
     let report = app.shutdown().await;
-    if report.is_clean() {
+    if let Some(cause) = died {
+        eprintln!("error: {cause}");
+        ExitCode::from(4)
+    } else if report.is_clean() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(3)
@@ -902,6 +911,7 @@ impl ShutdownReport {
     pub fn is_clean(&self) -> bool {
         self.listeners.commit_failures == 0
             && self.listeners.consumers_not_closed == 0
+            && self.listeners.consumers_died == 0
             && self.unflushed == 0
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 
+use super::raw_headers;
 use crate::listener::{ConsumerRecord, Headers};
 
 struct Pending {
@@ -47,15 +48,15 @@ impl ChunkBuilder {
     pub(crate) fn push(&mut self, message: &BorrowedMessage<'_>) {
         let key = self.copy(message.key());
         let value = self.copy(message.payload());
-        let headers = match message.headers() {
-            Some(headers) => Headers(
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(Bytes::copy_from_slice)))
-                    .collect(),
-            ),
-            None => Headers::default(),
-        };
+        // Header names are read as bytes: rdkafka's own iterator panics on a name that is not
+        // UTF-8, and any non-Java client can write one.
+        let mut headers = Headers::default();
+        if message.headers().is_some() {
+            headers = Headers::with_capacity(message.headers().map_or(0, |h| h.count()));
+            raw_headers::for_each_header(message, |name, value| {
+                headers.push(name, value.map(Bytes::copy_from_slice))
+            });
+        }
         self.records.push(Pending {
             offset: message.offset(),
             timestamp: message.timestamp().to_millis(),

@@ -111,7 +111,18 @@ impl ConsumerCore {
                 counters: Arc::clone(&self.counters),
                 requests: self.requests_tx.clone(),
             };
-            self.runtime.spawn(worker.run(rx));
+            let (listener, what) = (
+                self.name.clone(),
+                format!("partition worker {topic}-{partition}"),
+            );
+            self.runtime.spawn(async move {
+                use futures::FutureExt as _;
+                let run = std::panic::AssertUnwindSafe(worker.run(rx));
+                if let Err(payload) = run.catch_unwind().await {
+                    let cause = super::supervision::panic_message(&*payload);
+                    super::supervision::report_death(&listener, &what, &cause);
+                }
+            });
             assigned.push(Assigned {
                 state,
                 tx,
@@ -168,12 +179,16 @@ impl ConsumerCore {
             tracing::warn!(consumer = %self.name, partitions = %describe(tpl),
                 "partitions lost: nothing committed; their unfinished records will be redelivered to the new owner");
             if let Some(l) = listener {
-                l.on_partitions_lost(&partitions_of(tpl));
+                self.user_callback("on_partitions_lost", || {
+                    l.on_partitions_lost(&partitions_of(tpl))
+                });
             }
             return;
         }
         if let Some(l) = listener {
-            l.on_partitions_revoked_before_commit(&partitions_of(tpl));
+            self.user_callback("on_partitions_revoked_before_commit", || {
+                l.on_partitions_revoked_before_commit(&partitions_of(tpl))
+            });
         }
         let deadline = Instant::now() + self.props.revoke_timeout;
         for a in &revoked {
@@ -187,7 +202,24 @@ impl ConsumerCore {
         });
         tracing::info!(consumer = %self.name, partitions = %describe(tpl), committed, "partitions revoked");
         if let Some(l) = listener {
-            l.on_partitions_revoked_after_commit(&partitions_of(tpl));
+            self.user_callback("on_partitions_revoked_after_commit", || {
+                l.on_partitions_revoked_after_commit(&partitions_of(tpl))
+            });
+        }
+    }
+
+    /// Runs a user `RebalanceListener` callback. It runs inside librdkafka's rebalance callback,
+    /// where a panic would abort the process; a panic is caught, logged and treated as a dead
+    /// consumer (the process shuts down gracefully and exits non-zero). The rebalance itself
+    /// goes on (the revoke still commits what finished).
+    fn user_callback(&self, name: &str, f: impl FnOnce()) {
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            let cause = super::supervision::panic_message(&*payload);
+            super::supervision::report_death(
+                &self.name,
+                &format!("RebalanceListener::{name}"),
+                &cause,
+            );
         }
     }
 
@@ -200,7 +232,9 @@ impl ConsumerCore {
     ) {
         if let Some(l) = self.props.rebalance_listener.as_deref() {
             let mut seeker = AssignmentSeeker::default();
-            l.on_partitions_assigned(&partitions_of(tpl), &mut seeker);
+            self.user_callback("on_partitions_assigned", || {
+                l.on_partitions_assigned(&partitions_of(tpl), &mut seeker)
+            });
             for (tp, target) in seeker.seeks {
                 if tpl.find_partition(&tp.topic, tp.partition).is_none() {
                     continue;
@@ -396,6 +430,18 @@ pub(crate) struct ConsumerReport {
     pub(crate) redeliverable: u64,
     pub(crate) commit_failures: usize,
     pub(crate) handlers_cut_off: usize,
+    /// 1 when the consumer thread died instead of shutting down.
+    pub(crate) died: usize,
+}
+
+impl ConsumerReport {
+    /// The report of a consumer thread that died: nothing it held was committed at the end.
+    pub(crate) fn died() -> Self {
+        ConsumerReport {
+            died: 1,
+            ..ConsumerReport::default()
+        }
+    }
 }
 
 /// The records one poll cycle took, grouped per partition in arrival order, each with the

@@ -12,7 +12,9 @@ mod arena;
 mod consumer;
 mod offsets;
 mod partition;
+mod raw_headers;
 mod rebalance;
+pub(crate) mod supervision;
 
 pub use ack::Acknowledgment;
 pub(crate) use partition::PartitionLink;
@@ -218,6 +220,8 @@ pub struct ContainerReport {
     pub handlers_cut_off: usize,
     /// Consumers that did not close before the deadline.
     pub consumers_not_closed: usize,
+    /// Consumer threads that died (a panic) instead of shutting down.
+    pub consumers_died: usize,
 }
 
 impl ContainerReport {
@@ -230,6 +234,7 @@ impl ContainerReport {
         self.commit_failures += other.commit_failures;
         self.handlers_cut_off += other.handlers_cut_off;
         self.consumers_not_closed += other.consumers_not_closed;
+        self.consumers_died += other.consumers_died;
     }
 }
 
@@ -415,11 +420,23 @@ impl ListenerContainer {
         for (name, consumer) in started {
             let (stop, deadline, report_tx) =
                 (Arc::clone(&stop), Arc::clone(&deadline), report_tx.clone());
+            let thread_name = name.clone();
             std::thread::Builder::new()
                 .name(format!("kl-{name}"))
                 .spawn(move || {
-                    let report = consumer::poll_loop(consumer, &stop, &deadline);
-                    let _ = report_tx.send(report);
+                    let run = std::panic::AssertUnwindSafe(|| {
+                        consumer::poll_loop(consumer, &stop, &deadline)
+                    });
+                    match std::panic::catch_unwind(run) {
+                        Ok(report) => {
+                            let _ = report_tx.send(report);
+                        }
+                        Err(payload) => {
+                            let cause = supervision::panic_message(&*payload);
+                            supervision::report_death(&thread_name, "consumer thread", &cause);
+                            let _ = report_tx.send(ConsumerReport::died());
+                        }
+                    }
                 })
                 .map_err(|source| Error::Io {
                     operation: format!("spawning the consumer thread for {name}"),
@@ -465,6 +482,7 @@ impl ListenerContainer {
                     report.redeliverable += r.redeliverable;
                     report.commit_failures += r.commit_failures;
                     report.handlers_cut_off += r.handlers_cut_off;
+                    report.consumers_died += r.died;
                 }
                 Err(_) => report.consumers_not_closed += 1,
             }

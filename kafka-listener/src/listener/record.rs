@@ -53,9 +53,14 @@ impl ConsumerRecord {
 
     /// Adds a header (builder style).
     pub fn with_header(mut self, name: &str, value: Option<impl Into<Bytes>>) -> Self {
-        self.headers
-            .0
-            .push((name.to_owned(), value.map(Into::into)));
+        self.headers.push(name.as_bytes(), value.map(Into::into));
+        self
+    }
+
+    /// Adds a header whose name is raw bytes, maybe not UTF-8 (builder style), as Go, C or
+    /// Python clients can write.
+    pub fn with_raw_header(mut self, name: &[u8], value: Option<impl Into<Bytes>>) -> Self {
+        self.headers.push(name, value.map(Into::into));
         self
     }
 
@@ -107,18 +112,54 @@ impl ConsumerRecord {
 }
 
 /// A record's headers, in the order they were sent. Names may repeat; values may be null.
+///
+/// Kafka header names are bytes on the wire; Java clients write UTF-8, other clients may not.
+/// [`iter`](Headers::iter) and the look-ups by name see each name as text (bytes that are not
+/// UTF-8 become U+FFFD); [`iter_raw`](Headers::iter_raw) gives the exact bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub(crate) Vec<(String, Option<Bytes>)>);
+pub struct Headers(Vec<Header>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Header {
+    /// The name as text (lossy when the bytes are not UTF-8).
+    name: Box<str>,
+    /// The exact name bytes, kept only when they are not UTF-8.
+    raw: Option<Box<[u8]>>,
+    value: Option<Bytes>,
+}
+
+impl Header {
+    fn name_bytes(&self) -> &[u8] {
+        self.raw.as_deref().unwrap_or(self.name.as_bytes())
+    }
+}
 
 impl Headers {
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Headers(Vec::with_capacity(n))
+    }
+
+    /// Appends a header; never fails, whatever the name bytes are.
+    pub(crate) fn push(&mut self, name: &[u8], value: Option<Bytes>) {
+        let (name, raw) = match std::str::from_utf8(name) {
+            Ok(text) => (Box::from(text), None),
+            Err(_) => (
+                String::from_utf8_lossy(name).into_owned().into_boxed_str(),
+                Some(Box::from(name)),
+            ),
+        };
+        self.0.push(Header { name, raw, value });
+    }
+
     /// The value of the last header with this name (Kafka's convention for "the" value).
-    /// `None` if absent; `Some(None)` if present with a null value.
+    /// `None` if absent; `Some(None)` if present with a null value. Only a header whose name
+    /// bytes are exactly `name`'s UTF-8 matches.
     pub fn last(&self, name: &str) -> Option<Option<&[u8]>> {
         self.0
             .iter()
             .rev()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_deref())
+            .find(|h| h.name_bytes() == name.as_bytes())
+            .map(|h| h.value.as_deref())
     }
 
     /// The last header with this name, as UTF-8 text; `None` if absent, null or not UTF-8.
@@ -128,9 +169,14 @@ impl Headers {
             .and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// All headers, in order.
+    /// All headers, in order, names as text (bytes that are not UTF-8 become U+FFFD).
     pub fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        self.0.iter().map(|(n, v)| (n.as_str(), v.as_deref()))
+        self.0.iter().map(|h| (&*h.name, h.value.as_deref()))
+    }
+
+    /// All headers, in order, names as the exact bytes the producer wrote.
+    pub fn iter_raw(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
+        self.0.iter().map(|h| (h.name_bytes(), h.value.as_deref()))
     }
 
     /// Number of headers.
