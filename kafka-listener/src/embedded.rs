@@ -8,11 +8,14 @@ use std::sync::mpsc;
 use std::thread;
 
 use rdkafka::mocking::MockCluster;
+use rdkafka::types::RDKafkaApiKey;
+use rdkafka::types::RDKafkaRespErr;
 
 use crate::{Error, Result};
 
 enum Command {
     CreateTopic(String, i32, mpsc::Sender<Result<()>>),
+    RequestErrors(RDKafkaApiKey, Vec<RDKafkaRespErr>, mpsc::Sender<()>),
     Stop,
 }
 
@@ -53,6 +56,10 @@ impl EmbeddedCluster {
                             });
                             let _ = reply.send(result);
                         }
+                        Command::RequestErrors(api, errors, reply) => {
+                            cluster.request_errors(api, &errors);
+                            let _ = reply.send(());
+                        }
                         Command::Stop => break,
                     }
                 }
@@ -88,6 +95,24 @@ impl EmbeddedCluster {
             .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))?;
         rx.recv()
             .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))?
+    }
+}
+
+impl EmbeddedCluster {
+    /// Fault injection, for tests: the next requests of kind `api` (one per error, in order)
+    /// fail with `errors`. `RD_KAFKA_RESP_ERR__TRANSPORT` makes the mock broker drop the
+    /// connection instead.
+    pub fn inject_request_errors(
+        &self,
+        api: RDKafkaApiKey,
+        errors: &[RDKafkaRespErr],
+    ) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.commands
+            .send(Command::RequestErrors(api, errors.to_vec(), tx))
+            .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))
     }
 }
 

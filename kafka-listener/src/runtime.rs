@@ -386,8 +386,12 @@ impl ApplicationBuilder {
         let producer = create_producer(&settings, &config, &bootstrap)?;
 
         if !plans.is_empty() {
+            let mut admin = base_client_config(&settings, &bootstrap);
+            for p in &settings.admin.properties {
+                admin.set(&p.key, &p.value);
+            }
             let check = StartupCheck {
-                config: base_client_config(&settings, &bootstrap),
+                config: admin,
                 timeout: settings.admin.operation_timeout,
                 bootstrap: bootstrap.clone(),
                 topics: plans
@@ -604,6 +608,10 @@ fn plan_listener(
     props.ack_time = ls.ack_time;
     props.max_poll_records = settings.consumer.max_poll_records;
     props.poll_timeout = ls.poll_timeout;
+    if ls.poll_timeout > Duration::from_millis(100) {
+        tracing::info!(listener = %def.id, poll_timeout = ?ls.poll_timeout,
+            "kafka.listener.poll-timeout above 100 ms has no further effect: the consumer thread polls in slices of at most 100 ms, serving seeks, nacks, pauses and commits between them");
+    }
     props.shutdown_timeout = ls.shutdown_timeout;
     props.revoke_timeout = ls.revoke_timeout;
     props.retry = RetryPolicy {
@@ -675,12 +683,6 @@ fn consumer_client_config(settings: &Settings) -> Vec<(String, String)> {
         "auto.offset.reset".into(),
         c.auto_offset_reset.as_librdkafka().into(),
     ));
-    if let Some(v) = c.enable_auto_commit {
-        if v {
-            tracing::warn!("kafka.consumer.enable-auto-commit=true: offsets are committed on a timer, whether records finished or not; at-least-once no longer holds");
-        }
-        out.push(("enable.auto.commit".into(), v.to_string()));
-    }
     if let Some(v) = c.fetch_min_size {
         out.push(("fetch.min.bytes".into(), v.to_string()));
     }
@@ -978,9 +980,6 @@ impl Application {
             registry,
             ..
         } = self;
-        // The registry's clones of the containers would keep them (and their producer handles)
-        // alive past the point where the embedded cluster goes.
-        drop(registry);
         let deadlines: Vec<Instant> = containers
             .iter()
             .map(|c| started + c.properties().shutdown_timeout)
@@ -994,6 +993,10 @@ impl Application {
             for (c, d) in containers.iter().zip(deadlines) {
                 total.merge(&c.wait(d));
             }
+            // Handlers may take a `ListenerRegistry` until their containers stopped; after
+            // that its clones of the containers (and their producer handles) must go before
+            // the embedded cluster does.
+            drop(registry);
             drop(containers);
             // Sends that handlers awaited are delivered already; this catches fire-and-forget ones.
             let left = (started + flush_budget).saturating_duration_since(Instant::now());

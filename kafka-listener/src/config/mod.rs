@@ -97,7 +97,7 @@
 //! | `kafka.listener.ack-count` | `1` | Records between commits in `count` and `count_time` modes. |
 //! | `kafka.listener.ack-time` | `5s` | Duration between commits in `time` and `count_time` modes. |
 //! | `kafka.listener.concurrency` | — | Consumers per listener (1, 2, ...); when unset the listener's own setting, or 1, applies. |
-//! | `kafka.listener.poll-timeout` | `1s` | Duration one poll waits for records (greater than zero). |
+//! | `kafka.listener.poll-timeout` | `100ms` | Longest one poll waits for records when none arrive (greater than zero). At most 100 ms takes effect: the consumer thread serves seeks, nacks, pauses and commits between polls; a larger value (Spring's default is 5 s) is logged at start-up and treated as 100 ms. |
 //! | `kafka.listener.shutdown-timeout` | `30s` | Duration shutdown waits for running handlers. |
 //! | `kafka.listener.revoke-timeout` | `15s` | Duration a rebalance waits for running handlers of revoked partitions. |
 //! | `kafka.listener.missing-topics-fatal` | `true` | Fail at startup when a topic does not exist. |

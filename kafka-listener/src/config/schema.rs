@@ -124,7 +124,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     def(
         "kafka.listener.poll-timeout",
         Kind::PositiveDuration,
-        Some("1s"),
+        Some("100ms"),
     ),
     def(
         "kafka.listener.shutdown-timeout",

@@ -73,8 +73,10 @@ pub struct ConsumerSettings {
     pub client_id: Option<String>,
     /// `auto-offset-reset`: where a group without committed offsets starts.
     pub auto_offset_reset: AutoOffsetReset,
-    /// `enable-auto-commit`: the runtime commits itself (per the ack mode)
-    /// and forces librdkafka's auto commit off unless this is explicitly `true`.
+    /// `enable-auto-commit`: only `false` is accepted. The container commits itself, per
+    /// the ack mode, only offsets of finished records; a timer commit would pass records still
+    /// in progress, so `true` is refused at start-up (also as
+    /// `kafka.consumer.properties.enable.auto.commit`).
     pub enable_auto_commit: Option<bool>,
     /// `max-poll-records`: upper bound of a batch handed to a batch listener.
     pub max_poll_records: usize,
@@ -560,7 +562,8 @@ pub(crate) fn build(values: &dyn Values, ids: &[&str]) -> (Settings, Vec<super::
             auto_offset_reset: reader.required("kafka.consumer.auto-offset-reset", |v| {
                 v.parse().map_err(|e: ParseEnumError| e.to_string())
             }),
-            enable_auto_commit: reader.optional("kafka.consumer.enable-auto-commit", parse_bool),
+            enable_auto_commit: reader
+                .optional("kafka.consumer.enable-auto-commit", parse_auto_commit),
             max_poll_records: reader
                 .required("kafka.consumer.max-poll-records", |v| parse_uint(v, true)),
             fetch_min_size: reader.optional("kafka.consumer.fetch-min-size", parse_size),
@@ -591,7 +594,30 @@ pub(crate) fn build(values: &dyn Values, ids: &[&str]) -> (Settings, Vec<super::
         listener,
         listeners,
     };
+    // The container's commits are what at-least-once rests on; librdkafka's timer commit
+    // would commit records that have not finished.
+    for (prefix, list) in [
+        ("kafka.properties.", &settings.properties),
+        ("kafka.consumer.properties.", &settings.consumer.properties),
+    ] {
+        for p in list.iter().filter(|p| p.key == "enable.auto.commit") {
+            if let Err(expected) = parse_auto_commit(&p.value) {
+                let key = format!("{prefix}{}", p.key);
+                errors.push(super::invalid_value(
+                    &p.source, &key, &p.value, &p.value, expected,
+                ));
+            }
+        }
+    }
     (settings, errors)
+}
+
+/// `enable-auto-commit` accepts only `false`: the container commits finished records itself.
+fn parse_auto_commit(value: &str) -> Result<bool, String> {
+    match parse_bool(value)? {
+        false => Ok(false),
+        true => Err("false: the listener container commits the offsets of finished records itself, per kafka.listener.ack-mode; librdkafka's timer commit would also commit records still in progress and lose them on a crash, so it cannot be turned on (remove the setting)".to_owned()),
+    }
 }
 
 /// Reads typed values, collecting errors instead of stopping at the first.

@@ -883,7 +883,7 @@ fn defaults() {
         ack_count: 1,
         ack_time: Duration::from_secs(5),
         concurrency: None,
-        poll_timeout: Duration::from_secs(1),
+        poll_timeout: Duration::from_millis(100),
         shutdown_timeout: Duration::from_secs(30),
         revoke_timeout: Duration::from_secs(15),
         missing_topics_fatal: true,
@@ -929,13 +929,36 @@ fn defaults() {
 }
 
 #[test]
+fn enable_auto_commit_true_is_refused_with_file_line_and_reason() {
+    let dir = TempDir::new();
+    let file = dir.write(
+        "application.properties",
+        "kafka.bootstrap-servers=embedded\nkafka.consumer.enable-auto-commit=true\nkafka.consumer.properties.enable.auto.commit=TRUE\n",
+    );
+    let config = load_ok(&options(&file));
+    let error = match config.settings(&[]) {
+        Ok(s) => panic!("enable-auto-commit=true accepted: {s:?}"),
+        Err(e) => e.to_string(),
+    };
+    for needle in [
+        "application.properties:2",
+        "kafka.consumer.enable-auto-commit",
+        "application.properties:3",
+        "kafka.consumer.properties.enable.auto.commit",
+        "commits the offsets of finished records itself",
+    ] {
+        assert!(error.contains(needle), "{needle:?} missing from:\n{error}");
+    }
+}
+
+#[test]
 fn every_field_is_read() {
     let config = pairs_ok(&[
         ("kafka.bootstrap-servers", "embedded"),
         ("kafka.client-id", "app"),
         ("kafka.consumer.client-id", "app-c"),
         ("kafka.consumer.group-id", "g"),
-        ("kafka.consumer.enable-auto-commit", "true"),
+        ("kafka.consumer.enable-auto-commit", "false"),
         ("kafka.consumer.max-poll-records", "10"),
         ("kafka.consumer.fetch-min-size", "1KB"),
         ("kafka.producer.client-id", "app-p"),
@@ -951,7 +974,7 @@ fn every_field_is_read() {
     assert_eq!(s.client_id.as_deref(), Some("app"));
     assert_eq!(s.consumer.client_id.as_deref(), Some("app-c"));
     assert_eq!(s.consumer.group_id.as_deref(), Some("g"));
-    assert_eq!(s.consumer.enable_auto_commit, Some(true));
+    assert_eq!(s.consumer.enable_auto_commit, Some(false));
     assert_eq!(s.consumer.max_poll_records, 10);
     assert_eq!(s.consumer.fetch_min_size, Some(1024));
     assert_eq!(s.producer.client_id.as_deref(), Some("app-p"));
@@ -1070,7 +1093,7 @@ kafka.listener.ack-mode = batch               # default
 kafka.listener.ack-time = 5s                  # default
 kafka.listener.missing-topics-fatal = true    # default
 kafka.listener.on_order.concurrency = 4       # code spring.kafka.listener.on_order.concurrency=4
-kafka.listener.poll-timeout = 1s              # default
+kafka.listener.poll-timeout = 100ms           # default
 kafka.listener.retry.attempts = 10            # default
 kafka.listener.retry.backoff.delay = 1s       # default
 kafka.listener.revoke-timeout = 15s           # default

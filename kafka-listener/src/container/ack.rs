@@ -29,7 +29,11 @@ pub struct Acknowledgment {
 
 struct AckInner {
     state: Arc<PartitionState>,
+    /// Seek epoch at delivery: a nack from before a later seek or nack is stale.
     epoch: u64,
+    /// Full-seek generation at delivery: an acknowledgement stays valid across a nack's
+    /// rewind, not across a seek.
+    generation: u64,
     manual: bool,
     /// Offsets covered, in order (one for a record listener).
     offsets: Vec<i64>,
@@ -55,9 +59,11 @@ impl std::fmt::Debug for Acknowledgment {
 impl Acknowledgment {
     fn new(cx: &ListenerContext, offsets: Vec<i64>) -> Self {
         let inner = cx.partition.as_ref().map(|link| {
+            let (epoch, generation) = link.state.epoch_and_generation();
             Arc::new(AckInner {
                 state: Arc::clone(&link.state),
-                epoch: link.state.epoch(),
+                epoch,
+                generation,
                 manual: link.manual,
                 offsets,
                 acked: AtomicUsize::new(0),
@@ -80,11 +86,11 @@ impl Acknowledgment {
         if i.offsets.is_empty() {
             return;
         }
-        let upto = (index + 1).min(i.offsets.len());
+        let upto = index.saturating_add(1).min(i.offsets.len());
         let before = i.acked.fetch_max(upto, Ordering::AcqRel);
         if i.manual && upto > before {
             for offset in &i.offsets[before..upto] {
-                i.state.manual_ack(i.epoch, *offset);
+                i.state.manual_ack(i.generation, *offset);
             }
         }
     }
@@ -126,5 +132,32 @@ impl FromBatch for Acknowledgment {
             .filter_map(|i| records.get(*i).map(|r| r.offset))
             .collect();
         Acknowledgment::new(cx, offsets)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ack(offsets: Vec<i64>) -> Acknowledgment {
+        let state = Arc::new(PartitionState::new(Arc::from("t"), 0));
+        Acknowledgment {
+            inner: Some(Arc::new(AckInner {
+                epoch: state.epoch(),
+                generation: 0,
+                state,
+                manual: false,
+                offsets,
+                acked: AtomicUsize::new(0),
+            })),
+        }
+    }
+
+    #[test]
+    fn acknowledge_up_to_usize_max_acknowledges_the_whole_batch_without_overflow() {
+        let a = ack(vec![10, 11, 12]);
+        a.acknowledge_up_to(usize::MAX);
+        let acked = a.inner.as_ref().map(|i| i.acked.load(Ordering::Acquire));
+        assert_eq!(acked, Some(3));
     }
 }

@@ -198,7 +198,7 @@ impl ConsumerCore {
             }
         }
         let committed = commit(consumer, &self.name, &revoked, CommitMode::Sync, |s| {
-            s.offsets.pending_finished()
+            s.offsets.pending_unconfirmed()
         });
         tracing::info!(consumer = %self.name, partitions = %describe(tpl), committed, "partitions revoked");
         if let Some(l) = listener {
@@ -285,6 +285,23 @@ impl ConsumerCore {
         }
     }
 
+    /// The broker confirmed these commits (partitions with an error of their own are not).
+    fn commit_confirmed(&self, offsets: &TopicPartitionList) {
+        for a in self.assigned().iter() {
+            let elem = offsets
+                .elements()
+                .into_iter()
+                .find(|e| e.partition() == a.state.partition && e.topic() == &*a.state.topic);
+            if let Some(e) = elem {
+                match (e.error(), e.offset()) {
+                    (Ok(()), Offset::Offset(o)) => a.state.offsets.confirmed(o),
+                    (Err(_), _) => a.state.offsets.commit_failed(),
+                    _ => {}
+                }
+            }
+        }
+    }
+
     fn commit_failed(&self, offsets: &TopicPartitionList) {
         for a in self.assigned().iter() {
             if offsets
@@ -325,7 +342,10 @@ fn commit<C: ConsumerContext>(
     match consumer.commit(&tpl, mode) {
         Ok(()) => {
             for (state, offset) in &picked {
-                state.offsets.committed(*offset);
+                match mode {
+                    CommitMode::Sync => state.offsets.confirmed(*offset),
+                    CommitMode::Async => state.offsets.committed(*offset),
+                }
             }
             picked.len()
         }
@@ -416,9 +436,12 @@ impl ConsumerContext for CoreContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(e) = result {
-            tracing::warn!(consumer = %self.0.name, error = %e, offsets = %describe(offsets), "asynchronous commit failed; will commit again");
-            self.0.commit_failed(offsets);
+        match result {
+            Ok(()) => self.0.commit_confirmed(offsets),
+            Err(e) => {
+                tracing::warn!(consumer = %self.0.name, error = %e, offsets = %describe(offsets), "asynchronous commit failed; will commit again");
+                self.0.commit_failed(offsets);
+            }
         }
     }
 }
@@ -527,14 +550,19 @@ pub(crate) fn poll_loop(
     };
     // Partitions paused by a nack, and when to resume them.
     let mut nacked: Vec<(Arc<PartitionState>, Instant)> = Vec::new();
+    // Rewinds that failed and are retried.
+    let mut rewinds: Vec<Rewind> = Vec::new();
     // Chunks of this cycle, in arrival order: (partition index key, records).
     let mut cycle: Cycle = Vec::new();
 
     while !stop.load(Ordering::Acquire) {
         if let Some(requests) = &requests {
             while let Ok(request) = requests.try_recv() {
-                apply_request(&consumer, &core, request, &mut nacked);
+                apply_request(&consumer, &core, request, &mut nacked, &mut rewinds);
             }
+        }
+        if !rewinds.is_empty() {
+            retry_rewinds(&consumer, &core, &mut rewinds, &mut nacked);
         }
         resume_nacked(&consumer, &core.name, &mut nacked);
         let mut timeout = slice;
@@ -577,6 +605,7 @@ fn apply_request(
     core: &ConsumerCore,
     request: ConsumerRequest,
     nacked: &mut Vec<(Arc<PartitionState>, Instant)>,
+    rewinds: &mut Vec<Rewind>,
 ) {
     match request {
         ConsumerRequest::Pause | ConsumerRequest::Resume => {
@@ -620,56 +649,139 @@ fn apply_request(
             let Some(state) = state else {
                 return; // another consumer of the container owns it, or nobody does
             };
-            let offset = match resolve(consumer, &topic, partition, target) {
-                Ok(o) => o,
-                Err(e) => {
-                    tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e, "seek: cannot resolve the target");
-                    state.seek_pending.store(false, Ordering::Release);
-                    return;
-                }
-            };
-            match consumer.seek(&topic, partition, offset, Duration::from_secs(10)) {
+            let result = resolve(consumer, &topic, partition, target).and_then(|offset| {
+                consumer.seek(&topic, partition, offset, Duration::from_secs(10))
+            });
+            match result {
                 Ok(()) => {
                     state.seeked(None, true);
+                    state.seek_pending.store(false, Ordering::Release);
                     tracing::info!(consumer = %core.name, %topic, partition, ?target, "seeked");
                 }
+                Err(e) if state.seek_pending.load(Ordering::Acquire) => {
+                    // The worker dropped what it had queued, waiting for this seek: deliver
+                    // those records again rather than leave a gap a later commit would pass.
+                    match state.resume_at() {
+                        Some(offset) => {
+                            tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e,
+                                offset, "seek failed; rewinding to the first record not yet handled");
+                            let mut rewind = Rewind {
+                                state,
+                                offset,
+                                delay: Duration::ZERO,
+                                why: "failed seek",
+                                failures: 0,
+                                next_try: Instant::now(),
+                            };
+                            if !rewind.apply(consumer, core, nacked) {
+                                rewinds.push(rewind);
+                            }
+                        }
+                        None => {
+                            tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e,
+                                "seek failed; the partition goes on from where it was");
+                            state.seek_pending.store(false, Ordering::Release);
+                        }
+                    }
+                }
                 Err(e) => {
-                    tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e, "seek failed")
+                    // Another partition's seek: its worker dropped nothing.
+                    tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e,
+                        "seek failed; the partition goes on from where it was");
                 }
             }
-            state.seek_pending.store(false, Ordering::Release);
         }
         ConsumerRequest::Nack { state, request } => {
-            let still_ours = core
-                .assigned()
-                .iter()
-                .any(|a| Arc::ptr_eq(&a.state, &state));
-            if !still_ours {
-                return; // revoked meanwhile: the new owner starts from the committed offset
+            let mut rewind = Rewind {
+                state,
+                offset: request.offset,
+                delay: request.delay,
+                why: "nack",
+                failures: 0,
+                next_try: Instant::now(),
+            };
+            if !rewind.apply(consumer, core, nacked) {
+                rewinds.push(rewind);
             }
-            let mut tpl = TopicPartitionList::new();
-            let _ = tpl.add_partition(&state.topic, state.partition);
-            if state.paused.fetch_or(pause::NACK, Ordering::AcqRel) == 0 {
-                if let Err(e) = consumer.pause(&tpl) {
-                    tracing::warn!(consumer = %core.name, error = %e, "pausing a nacked partition failed");
-                }
-            }
-            if let Err(e) = consumer.seek(
-                &state.topic,
-                state.partition,
-                Offset::Offset(request.offset),
-                Duration::from_secs(10),
-            ) {
-                tracing::error!(consumer = %core.name, topic = %state.topic, partition = state.partition,
-                    offset = request.offset, error = %e, "nack: seek failed; the record will be redelivered after a rebalance or restart");
-            }
-            state.seeked(Some(request.offset), false);
-            tracing::info!(consumer = %core.name, topic = %state.topic, partition = state.partition,
-                offset = request.offset, delay = ?request.delay, "nack: partition rewound and paused");
-            nacked.retain(|(s, _)| !Arc::ptr_eq(s, &state));
-            nacked.push((state, Instant::now() + request.delay));
         }
     }
+}
+
+/// A rewind the consumer thread owes a partition: a nack's, or the fallback of a seek that
+/// could not be applied. Until it is applied the partition stays paused and its worker takes
+/// nothing (`seek_pending`), so no record from `offset` on is handled or committed.
+struct Rewind {
+    state: Arc<PartitionState>,
+    offset: i64,
+    /// How long the partition stays paused after the rewind (a nack's delay).
+    delay: Duration,
+    why: &'static str,
+    failures: u32,
+    next_try: Instant,
+}
+
+impl Rewind {
+    /// Pauses the partition and seeks it back to `offset`. Returns whether this rewind is
+    /// done (applied, or moot because the partition was revoked: its next owner starts from
+    /// the committed offset, which never passes `offset`). On failure it is retried, with a
+    /// back-off, until it succeeds or the partition goes.
+    fn apply(
+        &mut self,
+        consumer: &BaseConsumer<CoreContext>,
+        core: &ConsumerCore,
+        nacked: &mut Vec<(Arc<PartitionState>, Instant)>,
+    ) -> bool {
+        let state = &self.state;
+        let still_ours = core.assigned().iter().any(|a| Arc::ptr_eq(&a.state, state));
+        if !still_ours {
+            return true;
+        }
+        if state.paused.fetch_or(pause::NACK, Ordering::AcqRel) == 0 {
+            let mut tpl = TopicPartitionList::new();
+            let _ = tpl.add_partition(&state.topic, state.partition);
+            if let Err(e) = consumer.pause(&tpl) {
+                tracing::warn!(consumer = %core.name, error = %e, "pausing a partition to rewind it failed");
+            }
+        }
+        match consumer.seek(
+            &state.topic,
+            state.partition,
+            Offset::Offset(self.offset),
+            Duration::from_secs(10),
+        ) {
+            Ok(()) => {
+                state.seeked(Some(self.offset), false);
+                state.seek_pending.store(false, Ordering::Release);
+                tracing::info!(consumer = %core.name, topic = %state.topic, partition = state.partition,
+                    offset = self.offset, delay = ?self.delay, "{}: partition rewound and paused", self.why);
+                nacked.retain(|(s, _)| !Arc::ptr_eq(s, state));
+                nacked.push((Arc::clone(state), Instant::now() + self.delay));
+                true
+            }
+            Err(e) => {
+                self.failures += 1;
+                let backoff = Duration::from_millis(500)
+                    .saturating_mul(1 << self.failures.min(6))
+                    .min(Duration::from_secs(30));
+                self.next_try = Instant::now() + backoff;
+                tracing::error!(consumer = %core.name, topic = %state.topic, partition = state.partition,
+                    offset = self.offset, error = %e, failures = self.failures,
+                    "{}: rewinding the partition failed; it stays paused, nothing from this offset on is handled or committed, retrying in {backoff:?}", self.why);
+                false
+            }
+        }
+    }
+}
+
+/// Retries the rewinds that failed before and are due.
+fn retry_rewinds(
+    consumer: &BaseConsumer<CoreContext>,
+    core: &ConsumerCore,
+    rewinds: &mut Vec<Rewind>,
+    nacked: &mut Vec<(Arc<PartitionState>, Instant)>,
+) {
+    let now = Instant::now();
+    rewinds.retain_mut(|r| r.next_try > now || !r.apply(consumer, core, nacked));
 }
 
 fn resume_nacked(
@@ -743,8 +855,10 @@ fn dispatch(
         };
         let len = builder.len();
         let records = builder.build(&state.topic, state.partition);
+        let (epoch, generation) = a.state.epoch_and_generation();
         let chunk = Chunk {
-            epoch: a.state.epoch(),
+            epoch,
+            generation,
             records,
         };
         let queued = a.state.queued.fetch_add(len, Ordering::AcqRel) + len;
@@ -816,10 +930,10 @@ fn shutdown(
         }
     }
     commit(&consumer, &core.name, &assigned, CommitMode::Sync, |s| {
-        s.offsets.pending_finished()
+        s.offsets.pending_unconfirmed()
     });
     for a in &assigned {
-        match a.state.offsets.pending_finished() {
+        match a.state.offsets.pending_unconfirmed() {
             Some(_) => report.commit_failures += 1,
             None if a.state.finished_records() > 0 => report.committed_partitions += 1,
             None => {}
@@ -835,16 +949,26 @@ fn shutdown(
     report
 }
 
-/// Subscribes the consumer to its topics or pattern, or assigns its explicit partitions
-/// (starting them where asked; blocking when that needs a lookup).
+/// Subscribes the consumer to its topics or pattern, or assigns its share of the explicit
+/// partitions (starting them where asked; blocking when that needs a lookup). With explicit
+/// partitions, consumer `index` of `consumers` takes every `consumers`-th partition from
+/// `index` on, so each partition has exactly one consumer (as Spring splits them).
 pub(crate) fn attach(
     consumer: &BaseConsumer<CoreContext>,
     core: &ConsumerCore,
     props: &ContainerProperties,
+    index: usize,
+    consumers: usize,
 ) -> KafkaResult<()> {
     if !props.partitions.is_empty() {
         let mut tpl = TopicPartitionList::new();
-        for p in &props.partitions {
+        let share = props
+            .partitions
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % consumers.max(1) == index)
+            .map(|(_, p)| p);
+        for p in share {
             tpl.add_partition(&p.topic, p.partition);
             if let Some(target) = p.initial {
                 let offset = resolve(consumer, &p.topic, p.partition, target)?;

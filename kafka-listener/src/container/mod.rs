@@ -105,7 +105,7 @@ impl ContainerProperties {
             ack_count: 1,
             ack_time: Duration::from_secs(5),
             max_poll_records: 500,
-            poll_timeout: Duration::from_secs(1),
+            poll_timeout: Duration::from_millis(100),
             shutdown_timeout: Duration::from_secs(30),
             revoke_timeout: Duration::from_secs(15),
             retry: RetryPolicy::default(),
@@ -144,8 +144,15 @@ impl ContainerProperties {
             // We store nothing implicitly: commits carry explicit offsets of finished records.
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "false");
-        if self.get("enable.auto.commit") != Some("true") {
-            config.set("enable.auto.commit", "false");
+        // Refused at configuration time if set to anything else: our commits carry the
+        // offsets of finished records only.
+        config.set("enable.auto.commit", "false");
+        // Static membership: every consumer of the listener needs its own instance id, or
+        // they fence each other. Like the client id, consumer n gets `-n` appended.
+        if self.concurrency > 1 {
+            if let Some(id) = self.get("group.instance.id") {
+                config.set("group.instance.id", format!("{id}-{index}"));
+            }
         }
         // librdkafka idles a partition for fetch.queue.backoff.ms (default 1s) once its
         // prefetch queue is full; a consumer slightly slower than the fetcher then stalls.
@@ -388,7 +395,14 @@ impl ListenerContainer {
         let stop = Arc::new(AtomicBool::new(false));
         let deadline = Arc::new(Mutex::new(None));
         let (report_tx, reports) = std_mpsc::channel();
-        let concurrency = props.concurrency.max(1);
+        let mut concurrency = props.concurrency.max(1);
+        // Explicit partitions are split among the consumers; more consumers than partitions
+        // would sit idle, so there are at most as many consumers as partitions.
+        if !props.partitions.is_empty() && concurrency as usize > props.partitions.len() {
+            tracing::warn!(listener = %props.listener_id, concurrency, partitions = props.partitions.len(),
+                "concurrency is above the number of explicit partitions: starting one consumer per partition");
+            concurrency = props.partitions.len() as u32;
+        }
         let mut cores = Vec::with_capacity(concurrency as usize);
         let mut started = Vec::with_capacity(concurrency as usize);
         for index in 0..concurrency {
@@ -412,8 +426,14 @@ impl ListenerContainer {
                     origin: None,
                     source,
                 })?;
-            consumer::attach(&consumer, &core, props)
-                .map_err(|e| Error::kafka(format!("subscribing {name}"), e))?;
+            consumer::attach(
+                &consumer,
+                &core,
+                props,
+                index as usize,
+                concurrency as usize,
+            )
+            .map_err(|e| Error::kafka(format!("subscribing {name}"), e))?;
             cores.push(core);
             started.push((name, consumer));
         }

@@ -7,6 +7,12 @@
 //! - `ackable`: what the ack mode allows committing now (equal to `finished` in `record` mode,
 //!   moved at the end of each batch in `batch` mode). The poll loop commits this.
 //!
+//! A third and fourth position say what was sent to the broker (`committed`, so the poll loop
+//! does not send the same offset twice) and what the broker confirmed (`confirmed`: a
+//! synchronous commit that returned, or an asynchronous one whose callback reported success).
+//! Revoke and shutdown commit synchronously whatever is not confirmed: an asynchronous commit
+//! still in flight may yet fail.
+//!
 //! Both only move forward (`fetch_max`), so a late or repeated report can never move a commit
 //! backwards, and neither can run ahead of finished work because only the partition worker,
 //! after a record finished, advances them.
@@ -23,6 +29,8 @@ pub(crate) struct PartitionOffsets {
     /// What the consumer thread last asked the broker to commit. Only the consumer thread
     /// touches it, except the commit callback, which resets it on failure (same thread).
     committed: AtomicI64,
+    /// What the broker confirmed as committed.
+    confirmed: AtomicI64,
 }
 
 impl PartitionOffsets {
@@ -31,6 +39,7 @@ impl PartitionOffsets {
             finished: AtomicI64::new(UNSET),
             ackable: AtomicI64::new(UNSET),
             committed: AtomicI64::new(UNSET),
+            confirmed: AtomicI64::new(UNSET),
         }
     }
 
@@ -53,7 +62,16 @@ impl PartitionOffsets {
         )
     }
 
-    /// The offset to commit on revoke or shutdown (everything finished), if ahead of the last commit.
+    /// The offset to commit on revoke or shutdown (everything finished), if ahead of what the
+    /// broker confirmed: a commit that was only sent may still fail.
+    pub(crate) fn pending_unconfirmed(&self) -> Option<i64> {
+        Self::ahead(
+            self.finished.load(Ordering::Acquire),
+            self.confirmed.load(Ordering::Acquire),
+        )
+    }
+
+    /// Everything finished, if ahead of the last commit sent (manual mode's poll-loop commit).
     pub(crate) fn pending_finished(&self) -> Option<i64> {
         Self::ahead(
             self.finished.load(Ordering::Acquire),
@@ -70,6 +88,12 @@ impl PartitionOffsets {
         self.committed.fetch_max(offset, Ordering::AcqRel);
     }
 
+    /// The broker confirmed a commit of `offset`.
+    pub(crate) fn confirmed(&self, offset: i64) {
+        self.committed.fetch_max(offset, Ordering::AcqRel);
+        self.confirmed.fetch_max(offset, Ordering::AcqRel);
+    }
+
     /// Starts over after a seek: positions from before it mean nothing now. The next commit
     /// carries whatever finishes after the seek, even if that is below the last commit (a seek
     /// backwards is a deliberate rewind).
@@ -77,6 +101,7 @@ impl PartitionOffsets {
         self.finished.store(UNSET, Ordering::Release);
         self.ackable.store(UNSET, Ordering::Release);
         self.committed.store(UNSET, Ordering::Release);
+        self.confirmed.store(UNSET, Ordering::Release);
     }
 
     /// A commit failed: forget what was committed so the next cycle commits again.
@@ -124,6 +149,26 @@ mod tests {
         assert_eq!(o.pending_ack(), None);
         assert_eq!(o.pending_finished(), None);
         assert_eq!(o.last_committed(), Some(21));
+    }
+
+    #[test]
+    fn an_asynchronous_commit_in_flight_does_not_count_for_revoke() {
+        let o = PartitionOffsets::new();
+        o.finish(9);
+        o.ack_finished();
+        o.committed(10); // sent asynchronously, no answer yet
+        assert_eq!(
+            o.pending_ack(),
+            None,
+            "the poll loop does not send it twice"
+        );
+        assert_eq!(
+            o.pending_unconfirmed(),
+            Some(10),
+            "revoke and shutdown commit it synchronously"
+        );
+        o.confirmed(10);
+        assert_eq!(o.pending_unconfirmed(), None);
     }
 
     #[test]

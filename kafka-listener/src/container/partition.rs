@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,8 @@ use crate::BoxError;
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub(crate) epoch: u64,
+    /// The partition's full-seek generation at dispatch (for manual acknowledgements).
+    pub(crate) generation: u64,
     pub(crate) records: Vec<ConsumerRecord>,
 }
 
@@ -69,6 +71,14 @@ pub(crate) struct PartitionState {
     /// Seek epoch; the lock also orders completions against seeks (a completion of a record
     /// from before a seek must not land in the tracker after the seek reset it).
     epoch: Mutex<u64>,
+    /// Bumped (under the epoch lock) only by a full seek, which forgets every position; a
+    /// nack's rewind keeps the positions before it, so acknowledgements taken before a nack
+    /// still count (see [`PartitionState::manual_ack`]).
+    generation: AtomicU64,
+    /// Where delivery must resume if a seek fails: the first record of this partition the
+    /// worker has not finished (in progress, or dropped unhandled as stale). `UNSET` until the
+    /// worker saw a record.
+    resume_at: AtomicI64,
     manual: Mutex<ManualTracker>,
     nack: Mutex<Option<(u64, NackRequest)>>,
     /// Records handed to the worker and not yet finished or dropped.
@@ -100,6 +110,8 @@ impl PartitionState {
             partition,
             offsets: PartitionOffsets::new(),
             epoch: Mutex::new(0),
+            generation: AtomicU64::new(0),
+            resume_at: AtomicI64::new(UNSET),
             manual: Mutex::new(ManualTracker {
                 pending: BTreeSet::new(),
                 high: UNSET,
@@ -121,6 +133,19 @@ impl PartitionState {
         *lock(&self.epoch)
     }
 
+    /// The seek epoch and the full-seek generation, read together.
+    pub(crate) fn epoch_and_generation(&self) -> (u64, u64) {
+        let epoch = lock(&self.epoch);
+        (*epoch, self.generation.load(Ordering::Acquire))
+    }
+
+    /// Where delivery must resume if a pending seek cannot be applied (`None`: the worker
+    /// has not seen a record, so nothing was dropped).
+    pub(crate) fn resume_at(&self) -> Option<i64> {
+        let at = self.resume_at.load(Ordering::Acquire);
+        (at != UNSET).then_some(at)
+    }
+
     /// A seek to `offset` was applied: later dispatches carry a new epoch, and the trackers
     /// start over from `offset` (`full`: also forget committed/finished positions, for a seek
     /// that may go backwards; a nack only rewinds what was never finished).
@@ -128,8 +153,10 @@ impl PartitionState {
         let mut epoch = lock(&self.epoch);
         *epoch += 1;
         if full {
+            self.generation.fetch_add(1, Ordering::AcqRel);
             self.offsets.reset();
         }
+        self.resume_at.store(UNSET, Ordering::Release);
         let mut manual = lock(&self.manual);
         match offset {
             Some(o) if !full => {
@@ -163,10 +190,13 @@ impl PartitionState {
         m.high = m.high.max(offset + 1);
     }
 
-    /// Manual modes: `offset` was acknowledged (or recovered).
-    pub(crate) fn manual_ack(&self, epoch: u64, offset: i64) {
-        let current = lock(&self.epoch);
-        if *current != epoch {
+    /// Manual modes: `offset` was acknowledged (or recovered). `generation` is the one the
+    /// record was delivered under: an acknowledgement from before a full seek is stale, one
+    /// from before a nack's rewind is not (the records before the nacked one stay pending
+    /// across the rewind, and acknowledging them later must still move the commit).
+    pub(crate) fn manual_ack(&self, generation: u64, offset: i64) {
+        let _current = lock(&self.epoch);
+        if self.generation.load(Ordering::Acquire) != generation {
             return; // acknowledges a record from before a seek: stale
         }
         let mut m = lock(&self.manual);
@@ -177,8 +207,6 @@ impl PartitionState {
                 self.offsets.ack_finished();
             }
         }
-        drop(m);
-        drop(current);
     }
 
     fn manual_is_pending(&self, offset: i64) -> bool {
@@ -340,7 +368,20 @@ impl Worker {
             let end = if chunk.epoch != self.state.epoch()
                 || self.state.seek_pending.load(Ordering::Acquire)
             {
-                ChunkEnd::Abandoned // fetched before a seek: stale
+                // Fetched before a seek (stale), or a seek is pending: dropped unhandled. If
+                // the seek fails, delivery resumes at the first record the worker never
+                // finished, which may be this chunk's first.
+                if chunk.epoch == self.state.epoch() {
+                    if let Some(first) = chunk.records.first() {
+                        let _ = self.state.resume_at.compare_exchange(
+                            UNSET,
+                            first.offset,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        );
+                    }
+                }
+                ChunkEnd::Abandoned
             } else {
                 match self.handler {
                     Handler::Record(f) => self.run_records(f, &chunk).await,
@@ -367,11 +408,16 @@ impl Worker {
 
     /// After a record or batch finished: commit bookkeeping, or the nack it asked for.
     /// Returns false if a nack made the rest of the chunk stale.
-    fn complete(&self, epoch: u64, offsets: &[i64], outcome: &Outcome) -> bool {
+    fn complete(&self, chunk: &Chunk, offsets: &[i64], outcome: &Outcome) -> bool {
         let Some(&last) = offsets.last() else {
             return true;
         };
+        let epoch = chunk.epoch;
         if let Some(request) = self.state.take_nack(epoch) {
+            // Nothing after the nacked record may be handled (or become committable) until
+            // the consumer thread has rewound the partition: the worker drops what it has
+            // queued from here on (it is fetched again from the rewound position).
+            self.state.seek_pending.store(true, Ordering::Release);
             // Everything before the nacked offset finished; it and the rest come again.
             if !self.manual() {
                 if let Some(prev) = offsets.iter().rev().find(|o| **o < request.offset) {
@@ -395,7 +441,7 @@ impl Worker {
             let recovered = matches!(outcome, Outcome::Recovered);
             for &offset in offsets {
                 if recovered {
-                    self.state.manual_ack(epoch, offset);
+                    self.state.manual_ack(chunk.generation, offset);
                 } else if self.state.manual_is_pending(offset) {
                     self.state
                         .warn_unacknowledged_once(&self.cx.listener_id, offset);
@@ -408,6 +454,7 @@ impl Worker {
             self.state
                 .finish(epoch, last, self.ack_mode == AckMode::Record);
         }
+        self.state.resume_at.store(last + 1, Ordering::Release);
         true
     }
 
@@ -423,6 +470,7 @@ impl Worker {
             if self.manual() {
                 self.state.manual_dispatch(record.offset);
             }
+            self.state.resume_at.store(record.offset, Ordering::Release);
             let outcome = self
                 .with_retries(record.offset, || {
                     std::panic::catch_unwind(AssertUnwindSafe(|| f(record, &self.cx)))
@@ -433,7 +481,7 @@ impl Worker {
             if let Outcome::Stopped = outcome {
                 return ChunkEnd::Stopped;
             }
-            if !self.complete(chunk.epoch, &[record.offset], &outcome) {
+            if !self.complete(chunk, &[record.offset], &outcome) {
                 return ChunkEnd::Abandoned;
             }
         }
@@ -446,6 +494,9 @@ impl Worker {
             return ChunkEnd::Complete;
         };
         let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+        if let Some(first) = offsets.first() {
+            self.state.resume_at.store(*first, Ordering::Release);
+        }
         if self.manual() {
             for &o in &offsets {
                 self.state.manual_dispatch(o);
@@ -459,6 +510,16 @@ impl Worker {
                         Ok(invocation) => invocation,
                         Err(p) => return Err(Err(panic_error(p))),
                     };
+                // An argument the application cannot provide now holds the whole batch back
+                // (no record is the poison); it is retried like a single record's.
+                if let Some(pos) = invocation
+                    .rejected
+                    .iter()
+                    .position(|(_, e)| !e.is_record_fault())
+                {
+                    let mut rejected = invocation.rejected;
+                    return Err(Ok(rejected.swap_remove(pos).1));
+                }
                 // Undecodable records go to the recoverer once, not on every retry.
                 if std::mem::take(&mut first_call) {
                     for (index, error) in invocation.rejected {
@@ -472,7 +533,7 @@ impl Worker {
                                 &Failure::Decode(error),
                             );
                             if self.manual() {
-                                self.state.manual_ack(chunk.epoch, r.offset);
+                                self.state.manual_ack(chunk.generation, r.offset);
                             }
                         }
                     }
@@ -485,7 +546,7 @@ impl Worker {
             .await;
         match outcome {
             Outcome::Stopped => ChunkEnd::Stopped,
-            outcome if self.complete(chunk.epoch, &offsets, &outcome) => ChunkEnd::Complete,
+            outcome if self.complete(chunk, &offsets, &outcome) => ChunkEnd::Complete,
             _ => ChunkEnd::Abandoned,
         }
     }
@@ -499,12 +560,34 @@ impl Worker {
     {
         let attempts = self.retry.attempts.max(1);
         let mut attempt = 1;
+        let mut waited = 0u32;
         loop {
             let result = match start() {
                 Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
                     Ok(result) => result,
                     Err(p) => Err(panic_error(p)),
                 },
+                Err(Ok(unavailable)) if !unavailable.is_record_fault() => {
+                    // Not the record's fault: never skip it. Wait and try again, or leave it
+                    // unfinished (uncommitted) when the partition stops.
+                    if waited.is_multiple_of(50) {
+                        tracing::error!(
+                            listener = %self.cx.listener_id,
+                            topic = %self.state.topic,
+                            partition = self.state.partition,
+                            offset,
+                            error = %unavailable,
+                            "a handler argument is unavailable; the record is kept (not skipped) and retried until it is"
+                        );
+                    }
+                    waited += 1;
+                    tokio::select! {
+                        biased;
+                        () = self.state.stop.cancelled() => return Outcome::Stopped,
+                        () = tokio::time::sleep(self.retry.backoff.max(Duration::from_millis(100))) => {}
+                    }
+                    continue;
+                }
                 Err(Ok(decode)) => {
                     self.counters.recovered.fetch_add(1, Ordering::Relaxed);
                     recover(
@@ -595,6 +678,25 @@ mod tests {
     }
 
     #[test]
+    fn an_acknowledgement_kept_across_a_nack_of_a_later_record_still_moves_the_commit() {
+        let s = state();
+        for o in 0..4 {
+            s.manual_dispatch(o);
+        }
+        let (_, generation) = s.epoch_and_generation();
+        s.manual_ack(generation, 0);
+        // Record 1's Acknowledgment is kept for later; record 2 is nacked (rewind to 2).
+        s.seeked(Some(2), false);
+        s.manual_ack(generation, 1);
+        assert_eq!(s.offsets.pending_finished(), Some(2));
+        // A full seek makes older acknowledgements stale.
+        s.manual_dispatch(2);
+        s.seeked(Some(0), true);
+        s.manual_ack(generation, 2);
+        assert_eq!(s.offsets.pending_finished(), None);
+    }
+
+    #[test]
     fn nack_rewind_keeps_acknowledged_records_before_it() {
         let s = state();
         for o in 0..4 {
@@ -605,7 +707,7 @@ mod tests {
         s.seeked(Some(2), false);
         assert_eq!(s.offsets.pending_finished(), Some(2));
         s.manual_dispatch(2);
-        s.manual_ack(1, 2);
+        s.manual_ack(0, 2); // a nack keeps the generation
         assert_eq!(s.offsets.pending_finished(), Some(3));
     }
 }

@@ -52,6 +52,17 @@ pub enum ExtractError {
     Unavailable(&'static str),
 }
 
+impl ExtractError {
+    /// Whether the record itself is at fault (its bytes cannot become the argument): such a
+    /// record goes to the error path without retries. [`ExtractError::Unavailable`] is not the
+    /// record's fault (the application is not running, a producer is not configured): the
+    /// record is not skipped, the container retries it until the cause goes or the partition
+    /// is stopped, and it stays uncommitted.
+    pub fn is_record_fault(&self) -> bool {
+        !matches!(self, ExtractError::Unavailable(_))
+    }
+}
+
 /// Turns a record into one handler argument.
 ///
 /// Implemented by every extractor: `Json<T>`, `String`, `Vec<u8>`, `Bytes`, `Option<_>` (tombstones),
