@@ -56,7 +56,9 @@ enum Command {
 ///
 /// Exit codes: 0 after a clean shutdown; 1 if start-up failed (configuration, broker
 /// unreachable, missing topic); 2 on a command-line error; 3 if shutdown could not commit or
-/// flush everything.
+/// flush everything; 4 if a consumer thread or partition worker died (a bug, a panicking
+/// `RebalanceListener`): the death is logged as an error at once and the process shuts down
+/// gracefully so its supervisor restarts it (fail fast rather than restart in-process).
 pub fn run() -> ExitCode {
     run_inner(None)
 }

@@ -608,6 +608,7 @@ fn apply_request(
     rewinds: &mut Vec<Rewind>,
 ) {
     match request {
+        ConsumerRequest::InjectPanic => panic!("injected panic (fault injection)"),
         ConsumerRequest::Pause | ConsumerRequest::Resume => {
             let pausing = matches!(request, ConsumerRequest::Pause);
             core.user_paused.store(pausing, Ordering::Release);

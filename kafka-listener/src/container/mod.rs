@@ -360,6 +360,17 @@ impl ListenerContainer {
         self.send_to_consumers(|| ConsumerRequest::Resume);
     }
 
+    /// Fault injection, for tests of supervision: the first consumer thread of the container
+    /// panics on its next turn, as a bug would make it. Not part of the supported API.
+    #[doc(hidden)]
+    pub fn inject_consumer_panic(&self) {
+        if let Some(running) = lock(&self.inner.running).as_ref() {
+            if let Some(core) = running.cores.first() {
+                let _ = core.requests_tx.send(ConsumerRequest::InjectPanic);
+            }
+        }
+    }
+
     /// Moves a partition's position, on whichever consumer owns it (see [`Seeker`]).
     pub fn seek(&self, topic: &str, partition: i32, target: SeekTarget) {
         self.send_to_consumers(|| ConsumerRequest::Seek {

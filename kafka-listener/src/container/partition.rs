@@ -308,6 +308,8 @@ pub(crate) enum ConsumerRequest {
     Pause,
     /// Undo [`ConsumerRequest::Pause`].
     Resume,
+    /// Fault injection for tests: the consumer thread panics on its next turn.
+    InjectPanic,
 }
 
 pub(crate) struct Worker {

@@ -1,0 +1,59 @@
+//! A small listener service for the supervision tests. It prints `handled <partition>
+//! <offset> <key>` for every record and, as `PROBE_PANIC` says, makes a consumer die:
+//!
+//! - `consumer-thread`: after 50 records, the consumer thread panics (fault injection);
+//! - `rebalance-listener`: the `RebalanceListener` panics on assignment (a user bug).
+//!
+//! Topic and group come from `--set probe.topic=… --set probe.group=…`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kafka_listener::{
+    kafka_listener, AssignmentSeeker, Key, ListenerRegistry, RebalanceListener, RecordMeta,
+    TopicPartition,
+};
+
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+
+fn mode() -> String {
+    std::env::var("PROBE_PANIC").unwrap_or_default()
+}
+
+struct PanicOnAssign;
+
+impl RebalanceListener for PanicOnAssign {
+    fn on_partitions_assigned(&self, _: &[TopicPartition], _: &mut AssignmentSeeker) {
+        if mode() == "rebalance-listener" {
+            eprintln!("probe: the RebalanceListener panics now");
+            panic!("probe: RebalanceListener bug on assignment");
+        }
+    }
+}
+
+static PANIC_ON_ASSIGN: PanicOnAssign = PanicOnAssign;
+
+#[kafka_listener(
+    id = "probe",
+    topics = "${probe.topic}",
+    group_id = "${probe.group}",
+    rebalance_listener = PANIC_ON_ASSIGN
+)]
+async fn probe(meta: RecordMeta, key: Key<String>, registry: ListenerRegistry) {
+    println!(
+        "handled {} {} {}",
+        meta.partition,
+        meta.offset,
+        key.as_str()
+    );
+    let n = HANDLED.fetch_add(1, Ordering::SeqCst) + 1;
+    if n == 50 && mode() == "consumer-thread" {
+        eprintln!("probe: injecting a consumer-thread panic now");
+        if let Some(container) = registry.container("probe") {
+            container.inject_consumer_panic();
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    kafka_listener::run()
+}

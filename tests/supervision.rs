@@ -1,0 +1,175 @@
+//! Supervision, checked from outside: a consumer that dies anyway (a panic in its thread, a
+//! panicking `RebalanceListener`) is reported as an error within a second and the process exits
+//! with code 4; nothing it held is lost (a restarted service handles it, committed = end).
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_listener_tests::*;
+
+type Lines = Arc<Mutex<Vec<(Instant, String)>>>;
+
+/// A running probe service; killed if the test fails before it exits.
+struct Probe {
+    child: Child,
+    lines: Lines,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn collect(stream: impl Read + Send + 'static, lines: Lines) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            lines.lock().expect("lines").push((Instant::now(), line));
+        }
+    });
+}
+
+fn spawn_probe(bootstrap: &str, topic: &str, group: &str, panic: &str) -> Probe {
+    // Its own working directory, with an (empty) application.properties.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-logs")
+        .join(unique("probe"));
+    std::fs::create_dir_all(&dir).expect("probe dir");
+    std::fs::write(dir.join("application.properties"), "").expect("probe config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_panic-probe"))
+        .current_dir(&dir)
+        .args(["--set", &format!("kafka.bootstrap-servers={bootstrap}")])
+        .args(["--set", &format!("probe.topic={topic}")])
+        .args(["--set", &format!("probe.group={group}")])
+        .env("PROBE_PANIC", panic)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn panic-probe");
+    let lines = Lines::default();
+    collect(child.stdout.take().expect("stdout"), Arc::clone(&lines));
+    collect(child.stderr.take().expect("stderr"), Arc::clone(&lines));
+    Probe { child, lines }
+}
+
+impl Probe {
+    fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "probe still running after {timeout:?}; output:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn output(&self) -> String {
+        let lines = self.lines.lock().expect("lines");
+        lines.iter().map(|(_, l)| format!("{l}\n")).collect()
+    }
+
+    /// When the first line containing `needle` was printed.
+    fn first(&self, needle: &str) -> Option<Instant> {
+        let lines = self.lines.lock().expect("lines");
+        lines
+            .iter()
+            .find(|(_, l)| l.contains(needle))
+            .map(|(t, _)| *t)
+    }
+
+    fn handled_keys(&self) -> HashSet<String> {
+        let lines = self.lines.lock().expect("lines");
+        lines
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix("handled "))
+            .filter_map(|l| l.split(' ').nth(2).map(str::to_owned))
+            .collect()
+    }
+}
+
+/// Runs a probe that must die of `panic`: exit code 4, the death logged as an error within a
+/// second of `trigger` being printed; then a healthy probe finishes everything.
+async fn dies_loudly_and_loses_nothing(panic: &str, trigger: &str, cause: &str) {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (topic, group) = (unique(&format!("supervision-{panic}")), unique("g"));
+    create_topic(&bs, &topic, 2).await;
+    let keys: HashSet<String> = produce_seq(&bs, &topic, 0, 300).await.into_iter().collect();
+
+    let mut dying = spawn_probe(&bs, &topic, &group, panic);
+    let status = dying.wait_exit(Duration::from_secs(90));
+    let output = dying.output();
+    assert_eq!(status.code(), Some(4), "exit code; output:\n{output}");
+    let triggered = dying
+        .first(trigger)
+        .unwrap_or_else(|| panic!("{trigger:?} never printed; output:\n{output}"));
+    let reported = dying
+        .first("a consumer died")
+        .unwrap_or_else(|| panic!("the death was never logged; output:\n{output}"));
+    assert!(
+        reported.saturating_duration_since(triggered) < Duration::from_secs(1),
+        "the death was logged {:?} after the panic",
+        reported.saturating_duration_since(triggered)
+    );
+    assert!(
+        output
+            .lines()
+            .any(|l| l.starts_with("error: ") && l.contains(cause)),
+        "the exit names the cause {cause:?}; output:\n{output}"
+    );
+    let first_run = dying.handled_keys();
+
+    let healthy = spawn_probe(&bs, &topic, &group, "");
+    wait_until(Duration::from_secs(90), "every record handled", || {
+        let all: HashSet<String> = first_run.union(&healthy.handled_keys()).cloned().collect();
+        all == keys
+    })
+    .await;
+    healthy.sigterm();
+    let mut healthy = healthy;
+    let status = healthy.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "clean exit; output:\n{}",
+        healthy.output()
+    );
+    assert_committed_at_end(&bs, &group, &topic, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_thread_that_panics_is_reported_within_a_second_and_the_process_exits_4() {
+    dies_loudly_and_loses_nothing("consumer-thread", "panicked at", "injected panic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_rebalance_listener_is_reported_within_a_second_and_the_process_exits_4() {
+    dies_loudly_and_loses_nothing(
+        "rebalance-listener",
+        "the RebalanceListener panics now",
+        "RebalanceListener::on_partitions_assigned",
+    )
+    .await;
+}
