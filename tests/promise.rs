@@ -380,3 +380,56 @@ async fn static_membership_gives_each_consumer_of_a_listener_its_own_instance_id
     assert_eq!(per_partition.values().sum::<usize>(), 200, "each once");
     assert_committed_at_end(&bs, &group, &topic, 2).await;
 }
+
+// --- memory bounded in bytes -------------------------------------------------------------
+
+#[kafka_listener(
+    id = "big_records",
+    topics = "${test.topic}",
+    group_id = "${test.group}"
+)]
+async fn big_records(meta: RecordMeta, key: Key<String>) {
+    note(&meta, &key);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_waiting_for_a_slow_handler_stay_within_the_byte_budget() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (topic, group) = (unique("big-records"), unique("g"));
+    create_topic(&bs, &topic, 1).await;
+    let value = vec![b'x'; 256 * 1024];
+    let records: Vec<(String, Vec<u8>)> =
+        (0..120).map(|i| (format!("k{i}"), value.clone())).collect();
+    produce(&bs, &topic, &records).await;
+    const BUDGET: usize = 4 << 20;
+    let app = start(
+        &bs,
+        "big_records",
+        &topic,
+        &group,
+        &[
+            ("kafka.listener.max-buffered-bytes", "4MB"),
+            ("kafka.consumer.max-poll-records", "4"),
+        ],
+    )
+    .await;
+    let container = app.container("big_records").expect("container").clone();
+    // 30 MiB wait behind a handler that takes 10 ms per record: without a byte budget the
+    // container would take all of it (2,000 records per partition before pausing).
+    let mut peak = 0;
+    while distinct_keys(&topic) < 120 {
+        peak = peak.max(container.buffered_bytes());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    assert!(peak > 0, "the sampling saw records buffered");
+    assert!(
+        peak <= BUDGET,
+        "{peak} bytes buffered, above the 4 MiB budget"
+    );
+    assert_eq!(calls(&topic).len(), 120, "each record once");
+    assert_committed_at_end(&bs, &group, &topic, 1).await;
+}

@@ -48,6 +48,34 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The brokers refused the client's SASL credentials.
+    #[error("authentication failed at {bootstrap}: {detail} (check the SASL mechanism, username and password: kafka.properties.sasl.* or kafka.jaas.*)")]
+    Authentication {
+        /// The bootstrap servers tried.
+        bootstrap: String,
+        /// librdkafka's description (never contains the password).
+        detail: String,
+    },
+    /// The TLS handshake with the brokers failed (certificate not trusted, wrong protocol).
+    #[error("TLS with {bootstrap} failed: {detail} (is the broker's certificate signed by the CA in kafka.ssl.trust-store-location, and does the broker speak TLS on that port?)")]
+    Tls {
+        /// The bootstrap servers tried.
+        bootstrap: String,
+        /// librdkafka's description.
+        detail: String,
+    },
+    /// The principal lacks an ACL a listener needs.
+    #[error("listener {id}: not authorized for {what} {name:?}: {detail} (the principal needs READ and DESCRIBE on {what} {name})")]
+    NotAuthorized {
+        /// The listener id.
+        id: String,
+        /// `"group"` or `"topic"`.
+        what: &'static str,
+        /// The group or topic.
+        name: String,
+        /// librdkafka's description.
+        detail: String,
+    },
     /// A subscribed topic does not exist (and `kafka.listener.missing-topics-fatal` is true).
     #[error("listener {id}: topic {topic:?} does not exist on {bootstrap} (topics are never auto-created; create it, or set kafka.listener.missing-topics-fatal=false to wait for it)")]
     MissingTopic {

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use std::future::Future;
@@ -12,6 +12,7 @@ use futures::future::BoxFuture;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::FutureProducer;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 
 use crate::config::{AckMode, Config, ConfigError, LoadOptions, Passthrough, Settings, Source};
 use crate::container::{
@@ -406,6 +407,21 @@ impl ApplicationBuilder {
                             .map(|t| (p.props.listener_id.clone(), t.clone()))
                     })
                     .collect(),
+                groups: plans
+                    .iter()
+                    .filter_map(|p| {
+                        let topic = p.props.topics.first().or(p
+                            .props
+                            .partitions
+                            .first()
+                            .map(|tp| &tp.topic))?;
+                        Some((
+                            p.props.listener_id.clone(),
+                            p.props.group_id.clone(),
+                            topic.clone(),
+                        ))
+                    })
+                    .collect(),
             };
             tokio::task::spawn_blocking(move || check.run())
                 .await
@@ -616,6 +632,7 @@ fn plan_listener(
     }
     props.shutdown_timeout = ls.shutdown_timeout;
     props.revoke_timeout = ls.revoke_timeout;
+    props.max_buffered_bytes = usize::try_from(ls.max_buffered_bytes).unwrap_or(usize::MAX);
     props.retry = RetryPolicy {
         attempts: ls.retry_attempts,
         backoff: ls.retry_backoff_delay,
@@ -663,6 +680,7 @@ fn common_client_config(settings: &Settings) -> Vec<(String, String)> {
     // Like the Java client (TCP_NODELAY): with Nagle on, a handler that awaits each send waits
     // out the peer's delayed ACK (~40 ms) per record.
     let mut out = vec![("socket.nagle.disable".to_owned(), "true".to_owned())];
+    passthrough(&mut out, &settings.security);
     passthrough(&mut out, &settings.properties);
     out
 }
@@ -786,31 +804,83 @@ struct StartupCheck {
     timeout: Duration,
     bootstrap: String,
     topics: Vec<(String, String)>,
+    /// (listener id, group, one of its topics): the group's offsets must be readable.
+    groups: Vec<(String, String, String)>,
 }
 
+/// Remembers the first authentication or TLS failure librdkafka reports: a metadata request
+/// alone only says "transport failure" and would be retried until the deadline.
+#[derive(Default)]
+struct CheckContext {
+    fatal: Mutex<Option<(RDKafkaErrorCode, String)>>,
+}
+
+impl rdkafka::ClientContext for CheckContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        log_librdkafka("start-up check", level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        use RDKafkaErrorCode as C;
+        if let Some(code @ (C::Authentication | C::SaslAuthenticationFailed | C::SSL)) =
+            error.rdkafka_error_code()
+        {
+            let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+            fatal.get_or_insert((code, reason.to_owned()));
+        }
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for CheckContext {}
+
 impl StartupCheck {
-    /// Blocking: the brokers answer within the timeout and every listener's topic exists.
+    /// Blocking: the brokers answer within the timeout (failing at once on wrong credentials
+    /// or an untrusted certificate), every listener's topic exists and is readable, and every
+    /// listener's group is.
     fn run(self) -> Result<()> {
-        let consumer: BaseConsumer =
-            self.config
-                .create()
-                .map_err(|source| Error::ClientCreation {
-                    client: "start-up check".into(),
-                    origin: None,
-                    source,
-                })?;
-        let metadata = consumer
-            .fetch_metadata(None, self.timeout)
-            .map_err(|source| Error::BrokerUnreachable {
-                bootstrap: self.bootstrap.clone(),
-                timeout: self.timeout,
+        let consumer: BaseConsumer<CheckContext> = self
+            .config
+            .create_with_context(CheckContext::default())
+            .map_err(|source| Error::ClientCreation {
+                client: "start-up check".into(),
+                origin: None,
                 source,
             })?;
+        let deadline = Instant::now() + self.timeout;
+        let metadata = loop {
+            let slice =
+                Duration::from_millis(250).min(deadline.saturating_duration_since(Instant::now()));
+            match consumer.fetch_metadata(None, slice) {
+                Ok(m) => break m,
+                Err(source) => {
+                    // Error callbacks are served by polling.
+                    let _ = consumer.poll(Duration::ZERO);
+                    if let Some(e) = self.fatal(consumer.context()) {
+                        return Err(e);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(Error::BrokerUnreachable {
+                            bootstrap: self.bootstrap.clone(),
+                            timeout: self.timeout,
+                            source,
+                        });
+                    }
+                }
+            }
+        };
         for (id, topic) in &self.topics {
-            let present = metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+            let found = metadata.topics().iter().find(|t| t.name() == topic);
+            if let Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) =
+                found.and_then(|t| t.error())
+            {
+                return Err(Error::NotAuthorized {
+                    id: id.clone(),
+                    what: "topic",
+                    name: topic.clone(),
+                    detail: "Broker: Topic authorization failed".into(),
+                });
+            }
+            let present = found.is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
             if !present {
                 return Err(Error::MissingTopic {
                     id: id.clone(),
@@ -819,7 +889,62 @@ impl StartupCheck {
                 });
             }
         }
+        for (id, group, topic) in &self.groups {
+            self.check_group(id, group, topic)?;
+        }
         Ok(())
+    }
+
+    fn fatal(&self, cx: &CheckContext) -> Option<Error> {
+        let fatal = cx.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()?;
+        Some(match fatal.0 {
+            RDKafkaErrorCode::SSL => Error::Tls {
+                bootstrap: self.bootstrap.clone(),
+                detail: fatal.1,
+            },
+            _ => Error::Authentication {
+                bootstrap: self.bootstrap.clone(),
+                detail: fatal.1,
+            },
+        })
+    }
+
+    /// Reading the group's committed offsets needs DESCRIBE on the group and the topic: the
+    /// first thing a principal without ACLs fails at, named here instead of in a retry loop.
+    fn check_group(&self, id: &str, group: &str, topic: &str) -> Result<()> {
+        let mut config = self.config.clone();
+        config.set("group.id", group);
+        let consumer: BaseConsumer<CheckContext> = config
+            .create_with_context(CheckContext::default())
+            .map_err(|source| Error::ClientCreation {
+                client: format!("start-up check of group {group}"),
+                origin: None,
+                source,
+            })?;
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        tpl.add_partition(topic, 0);
+        match consumer.committed_offsets(tpl, self.timeout) {
+            Ok(_) => Ok(()),
+            Err(e) => match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Err(Error::NotAuthorized {
+                    id: id.to_owned(),
+                    what: "group",
+                    name: group.to_owned(),
+                    detail: e.to_string(),
+                }),
+                Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Err(Error::NotAuthorized {
+                    id: id.to_owned(),
+                    what: "topic",
+                    name: topic.to_owned(),
+                    detail: e.to_string(),
+                }),
+                // Anything else (a coordinator still loading, say) is the consumer's to retry.
+                _ => {
+                    tracing::debug!(listener = id, group, error = %e, "start-up group check inconclusive");
+                    Ok(())
+                }
+            },
+        }
     }
 }
 

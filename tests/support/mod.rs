@@ -181,29 +181,38 @@ pub async fn committed_offsets(
     topic: &str,
     partitions: i32,
 ) -> HashMap<i32, i64> {
+    try_committed_offsets(bootstrap, group, topic, partitions)
+        .await
+        .unwrap_or_else(|e| panic!("committed offsets: {e}"))
+}
+
+/// Like [`committed_offsets`], with the lookup's error instead of a panic.
+pub async fn try_committed_offsets(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<HashMap<i32, i64>, rdkafka::error::KafkaError> {
     let (bootstrap, group, topic) = (bootstrap.to_owned(), group.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", &bootstrap)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
-            .create()
-            .expect("offsets client");
+            .create()?;
         let mut tpl = TopicPartitionList::new();
         for p in 0..partitions {
             tpl.add_partition(&topic, p);
         }
-        let committed = consumer
-            .committed_offsets(tpl, Duration::from_secs(10))
-            .expect("committed offsets");
-        committed
+        let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+        Ok(committed
             .elements()
             .iter()
             .filter_map(|e| match e.offset() {
                 Offset::Offset(o) => Some((e.partition(), o)),
                 _ => None,
             })
-            .collect()
+            .collect())
     })
     .await
     .expect("committed offsets task")

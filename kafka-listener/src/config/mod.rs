@@ -72,11 +72,26 @@
 //! |-----|---------|---------|
 //! | `kafka.bootstrap-servers` | `localhost:9092` | Brokers, comma-separated `host:port` list. `embedded` runs an in-process mock cluster. |
 //! | `kafka.client-id` | — | Client id for all clients, unless a section sets its own. |
-//! | `kafka.properties.<name>` | — | Raw librdkafka property for every client (`kafka.properties.security.protocol=SSL`). |
+//! | `kafka.properties.<name>` | — | Raw librdkafka property for every client (`kafka.properties.security.protocol=SSL`). The Java client's names that librdkafka spells differently are translated: `sasl.jaas.config` (SCRAM, PLAIN, unsecured OAUTHBEARER), `ssl.truststore.*`, `ssl.keystore.*`, an empty `ssl.endpoint.identification.algorithm`. |
+//! | `kafka.security.protocol` | — | `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`. |
+//! | `kafka.ssl.trust-store-location` | — | CA certificates the broker's certificate must be signed by: a PEM file (`file:` prefix allowed). PKCS12 and JKS trust stores are refused with the command that converts them. |
+//! | `kafka.ssl.trust-store-type` | — | `PEM` (inferred from `.pem`, `.crt`, `.cer`). |
+//! | `kafka.ssl.trust-store-password` | — | Accepted for Spring compatibility; a PEM trust store has none. |
+//! | `kafka.ssl.trust-store-certificates` | — | The CA certificates themselves, PEM text. |
+//! | `kafka.ssl.key-store-location` | — | The client's certificate and key for mutual TLS: PKCS12 (`.p12`, `.pfx`) or one PEM file holding both. |
+//! | `kafka.ssl.key-store-type` | — | `PKCS12` or `PEM` (inferred from the file name). |
+//! | `kafka.ssl.key-store-password` | — | Password of a PKCS12 key store. Secret. |
+//! | `kafka.ssl.key-store-certificate-chain` | — | The client certificate chain, PEM text. |
+//! | `kafka.ssl.key-store-key` | — | The client's private key, PEM text. Secret. |
+//! | `kafka.ssl.key-password` | — | Password of the private key. Secret. |
+//! | `kafka.jaas.enabled` | — | `true`: SASL credentials come from `kafka.jaas.login-module` and `kafka.jaas.options.*`. |
+//! | `kafka.jaas.login-module` | — | `…ScramLoginModule`, `…PlainLoginModule` (options `username`, `password`) or `…OAuthBearerLoginModule` (option `unsecuredLoginStringClaim_sub`). |
+//! | `kafka.jaas.control-flag` | — | Accepted for Spring compatibility (`required`). |
+//! | `kafka.jaas.options.<name>` | — | Options of the login module (`username`, `password`). |
 //! | `kafka.consumer.group-id` | — | Consumer group of listeners that do not name one. |
 //! | `kafka.consumer.client-id` | — | Client id of consumers. |
 //! | `kafka.consumer.auto-offset-reset` | `earliest` | `earliest`, `latest` or `none` (fail): where a group without committed offsets starts. **Differs from Kafka and Spring (`latest`)** so that a new group does not silently skip records produced before it first joined. |
-//! | `kafka.consumer.enable-auto-commit` | — | Offsets are committed by the listener container according to `ack-mode`; librdkafka's auto commit stays off unless this is `true`. |
+//! | `kafka.consumer.enable-auto-commit` | — | Only `false`: offsets are committed by the listener container according to `ack-mode`, for finished records only; `true` is refused. |
 //! | `kafka.consumer.max-poll-records` | `500` | Most records handed to a batch listener at once. |
 //! | `kafka.consumer.fetch-min-size` | — | Size: least data the broker should return for a fetch (`fetch.min.bytes`). |
 //! | `kafka.consumer.fetch-max-wait` | — | Duration: longest the broker waits to reach `fetch-min-size` (`fetch.wait.max.ms`). |
@@ -105,6 +120,7 @@
 //! | `kafka.listener.group-id` | — | Consumer group; useful per listener. |
 //! | `kafka.listener.retry.attempts` | `10` | Delivery attempts per record, the first included, before it is given up (as Spring's `DefaultErrorHandler`). |
 //! | `kafka.listener.retry.backoff.delay` | `1s` | Duration between attempts (fixed backoff). |
+//! | `kafka.listener.max-buffered-bytes` | `64MB` | Memory budget of a listener's records fetched and not yet finished (keys, values, headers), per consumer: a partition is paused when its own queue holds a quarter of it or the consumer's queues together hold all of it, and resumed once drained. librdkafka's prefetch (`queued.max.messages.kbytes`) defaults to half of it. |
 //! | `kafka.listener.<id>.<key>` | — | Any `kafka.listener.*` key above, for the listener with id `<id>` only. It beats the global key whatever layer either comes from. |
 //!
 //! Spring's `kafka.consumer.key-deserializer`, `value-deserializer` and
@@ -116,6 +132,7 @@ mod error;
 mod placeholder;
 mod properties;
 mod schema;
+mod security;
 mod settings;
 
 use std::collections::{BTreeMap, HashMap};

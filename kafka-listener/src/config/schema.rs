@@ -149,6 +149,25 @@ pub(crate) const KEYS: &[KeyDef] = &[
         Kind::Duration,
         Some("1s"),
     ),
+    def(
+        "kafka.listener.max-buffered-bytes",
+        Kind::Size,
+        Some("64MB"),
+    ),
+    def("kafka.security.protocol", Kind::Text, None),
+    def("kafka.ssl.trust-store-location", Kind::Text, None),
+    def("kafka.ssl.trust-store-type", Kind::Text, None),
+    def("kafka.ssl.trust-store-password", Kind::Text, None),
+    def("kafka.ssl.trust-store-certificates", Kind::Text, None),
+    def("kafka.ssl.key-store-location", Kind::Text, None),
+    def("kafka.ssl.key-store-type", Kind::Text, None),
+    def("kafka.ssl.key-store-password", Kind::Text, None),
+    def("kafka.ssl.key-store-certificate-chain", Kind::Text, None),
+    def("kafka.ssl.key-store-key", Kind::Text, None),
+    def("kafka.ssl.key-password", Kind::Text, None),
+    def("kafka.jaas.enabled", Kind::Bool, None),
+    def("kafka.jaas.login-module", Kind::Text, None),
+    def("kafka.jaas.control-flag", Kind::Text, None),
 ];
 
 /// Sections whose `<section>.properties.*` keys go to librdkafka unchanged.
@@ -157,6 +176,7 @@ pub(crate) const PASSTHROUGH_PREFIXES: &[&str] = &[
     "kafka.consumer.properties.",
     "kafka.producer.properties.",
     "kafka.admin.properties.",
+    "kafka.jaas.options.",
 ];
 
 const SERDE_REASON: &str = "payload types are chosen by the handler's extractor arguments \
@@ -164,6 +184,14 @@ const SERDE_REASON: &str = "payload types are chosen by the handler's extractor 
 
 /// Spring Boot keys that exist there but deliberately not here.
 const UNSUPPORTED: &[(&str, &str)] = &[
+    (
+        "kafka.ssl.protocol",
+        "librdkafka negotiates the TLS version (1.2 or 1.3) with the broker itself; remove the key",
+    ),
+    (
+        "kafka.ssl.bundle",
+        "SSL bundles are a Spring Boot feature; set kafka.ssl.trust-store-location (and key-store-location) instead",
+    ),
     ("kafka.consumer.key-deserializer", SERDE_REASON),
     ("kafka.consumer.value-deserializer", SERDE_REASON),
     ("kafka.producer.key-serializer", SERDE_REASON),

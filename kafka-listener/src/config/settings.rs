@@ -19,8 +19,12 @@ pub struct Settings {
     pub bootstrap_servers: String,
     /// `kafka.client-id`: client id for all clients unless a section sets its own.
     pub client_id: Option<String>,
-    /// `kafka.properties.*`: raw librdkafka properties applied to every client.
+    /// `kafka.properties.*`: raw librdkafka properties applied to every client (the Java
+    /// client's names translated, see the module docs).
     pub properties: Vec<Passthrough>,
+    /// librdkafka properties from Spring's `kafka.security.protocol`, `kafka.ssl.*` and
+    /// `kafka.jaas.*`, applied to every client before [`Settings::properties`].
+    pub security: Vec<Passthrough>,
     /// `kafka.consumer.*`.
     pub consumer: ConsumerSettings,
     /// `kafka.producer.*`.
@@ -155,6 +159,8 @@ pub struct ListenerSettings {
     pub retry_attempts: u32,
     /// `retry.backoff.delay`: fixed delay between attempts.
     pub retry_backoff_delay: Duration,
+    /// `max-buffered-bytes`: memory budget of fetched, unfinished records per consumer.
+    pub max_buffered_bytes: u64,
 }
 
 impl ListenerSettings {
@@ -176,6 +182,7 @@ impl ListenerSettings {
             group_id: None,
             retry_attempts: 1,
             retry_backoff_delay: Duration::ZERO,
+            max_buffered_bytes: 0,
         }
     }
 
@@ -196,6 +203,7 @@ impl ListenerSettings {
             "group-id" => self.group_id = text(value),
             "retry.attempts" => self.retry_attempts = parse_uint(value, true)?,
             "retry.backoff.delay" => self.retry_backoff_delay = parse_duration(value)?,
+            "max-buffered-bytes" => self.max_buffered_bytes = parse_size(value)?,
             // Reaching this means a key was added to the schema but not here;
             // the schema tests catch it, and failing loudly beats ignoring it.
             other => {
@@ -556,6 +564,7 @@ pub(crate) fn build(values: &dyn Values, ids: &[&str]) -> (Settings, Vec<super::
         }),
         client_id: reader.text("kafka.client-id"),
         properties: values.passthrough("kafka.properties."),
+        security: Vec::new(),
         consumer: ConsumerSettings {
             group_id: reader.text("kafka.consumer.group-id"),
             client_id: reader.text("kafka.consumer.client-id"),
@@ -594,6 +603,22 @@ pub(crate) fn build(values: &dyn Values, ids: &[&str]) -> (Settings, Vec<super::
         listener,
         listeners,
     };
+    let mut settings = settings;
+    settings.security = super::security::spring_keys(values, &mut errors);
+    for (prefix, list) in [
+        ("kafka.properties.", &mut settings.properties),
+        (
+            "kafka.consumer.properties.",
+            &mut settings.consumer.properties,
+        ),
+        (
+            "kafka.producer.properties.",
+            &mut settings.producer.properties,
+        ),
+        ("kafka.admin.properties.", &mut settings.admin.properties),
+    ] {
+        *list = super::security::java_properties(prefix, std::mem::take(list), &mut errors);
+    }
     // The container's commits are what at-least-once rests on; librdkafka's timer commit
     // would commit records that have not finished.
     for (prefix, list) in [

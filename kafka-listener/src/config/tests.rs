@@ -891,11 +891,13 @@ fn defaults() {
         group_id: None,
         retry_attempts: 10,
         retry_backoff_delay: Duration::from_secs(1),
+        max_buffered_bytes: 64 << 20,
     };
     let expected = Settings {
         bootstrap_servers: "localhost:9092".to_owned(),
         client_id: None,
         properties: vec![],
+        security: vec![],
         consumer: ConsumerSettings {
             group_id: None,
             client_id: None,
@@ -949,6 +951,95 @@ fn enable_auto_commit_true_is_refused_with_file_line_and_reason() {
     ] {
         assert!(error.contains(needle), "{needle:?} missing from:\n{error}");
     }
+}
+
+#[test]
+fn spring_security_keys_and_java_jaas_become_librdkafka_properties() {
+    let dir = TempDir::new();
+    let file = dir.write(
+        "application.properties",
+        "spring.kafka.security.protocol=SASL_SSL\n\
+         spring.kafka.ssl.trust-store-location=file:/etc/kafka/ca.pem\n\
+         spring.kafka.properties.sasl.mechanism=SCRAM-SHA-512\n\
+         spring.kafka.properties.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"alice\" password=\"alice-secret\";\n\
+         spring.kafka.properties.ssl.endpoint.identification.algorithm=\n",
+    );
+    let s = settings_ok(&load_ok(&options(&file)), &[]);
+    let pairs = |list: &[Passthrough]| -> Vec<(String, String)> {
+        list.iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect()
+    };
+    assert_eq!(
+        pairs(&s.security),
+        [
+            ("security.protocol".to_owned(), "sasl_ssl".to_owned()),
+            ("ssl.ca.location".to_owned(), "/etc/kafka/ca.pem".to_owned()),
+        ]
+    );
+    let props = pairs(&s.properties);
+    for expected in [
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "alice"),
+        ("sasl.password", "alice-secret"),
+        ("ssl.endpoint.identification.algorithm", "none"),
+    ] {
+        assert!(
+            props.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} missing from {:?}",
+            s.properties
+        );
+    }
+    assert!(!props.iter().any(|(k, _)| k == "sasl.jaas.config"));
+    assert!(
+        !format!("{s:?}").contains("alice-secret"),
+        "password in Debug"
+    );
+
+    // Spring's own JAAS keys.
+    let file = dir.write(
+        "application.properties",
+        "kafka.jaas.enabled=true\n\
+         kafka.jaas.login-module=org.apache.kafka.common.security.plain.PlainLoginModule\n\
+         kafka.jaas.options.username=bob\n\
+         kafka.jaas.options.password=bob-secret\n",
+    );
+    let s = settings_ok(&load_ok(&options(&file)), &[]);
+    assert_eq!(
+        pairs(&s.security),
+        [
+            ("sasl.username".to_owned(), "bob".to_owned()),
+            ("sasl.password".to_owned(), "bob-secret".to_owned()),
+        ]
+    );
+}
+
+#[test]
+fn stores_librdkafka_cannot_read_are_refused_with_the_way_out() {
+    let dir = TempDir::new();
+    let file = dir.write(
+        "application.properties",
+        "kafka.ssl.trust-store-location=/etc/kafka/truststore.jks\n\
+         kafka.ssl.trust-store-password=changeit\n\
+         kafka.ssl.key-store-location=classpath:client.p12\n\
+         kafka.properties.sasl.jaas.config=com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true;\n",
+    );
+    let error = match load_ok(&options(&file)).settings(&[]) {
+        Ok(s) => panic!("accepted: {s:?}"),
+        Err(e) => e.to_string(),
+    };
+    for needle in [
+        "application.properties:1",
+        "kafka.ssl.trust-store-location",
+        "keytool -exportcert",
+        "application.properties:3",
+        "no classpath outside the JVM",
+        "application.properties:4",
+        "Kerberos/GSSAPI is not built in",
+    ] {
+        assert!(error.contains(needle), "{needle:?} missing from:\n{error}");
+    }
+    assert!(!error.contains("changeit"));
 }
 
 #[test]
@@ -1020,7 +1111,9 @@ fn secrets_are_masked_everywhere() {
         )
     );
     let options = LoadOptions {
-        overrides: vec!["kafka.properties.sasl.jaas.config=hunter9".to_owned()],
+        overrides: vec![
+            r#"kafka.properties.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="u" password="hunter9";"#.to_owned(),
+        ],
         env: env(&[("KAFKA_PROPERTIES_SASL_USERNAME", "hunter8")]),
         ..options
     };
@@ -1091,6 +1184,7 @@ kafka.consumer.max-poll-records = 500         # default
 kafka.listener.ack-count = 1                  # default
 kafka.listener.ack-mode = batch               # default
 kafka.listener.ack-time = 5s                  # default
+kafka.listener.max-buffered-bytes = 64MB      # default
 kafka.listener.missing-topics-fatal = true    # default
 kafka.listener.on_order.concurrency = 4       # code spring.kafka.listener.on_order.concurrency=4
 kafka.listener.poll-timeout = 100ms           # default

@@ -534,6 +534,7 @@ pub(crate) fn poll_loop(
     // resume), so pause late and resume late: a chunk or two in the queue is normal flow.
     let high_water = (4 * max).max(2_000);
     let low_water = high_water / 4;
+    let budget = ByteBudget::of(&props);
     let single_topic =
         props.topics.len() == 1 && props.topic_pattern.is_none() && props.partitions.is_empty();
     let requests = core
@@ -552,6 +553,8 @@ pub(crate) fn poll_loop(
     let mut nacked: Vec<(Arc<PartitionState>, Instant)> = Vec::new();
     // Rewinds that failed and are retried.
     let mut rewinds: Vec<Rewind> = Vec::new();
+    // An authorization error was reported (once).
+    let mut denied = false;
     // Chunks of this cycle, in arrival order: (partition index key, records).
     let mut cycle: Cycle = Vec::new();
 
@@ -571,7 +574,25 @@ pub(crate) fn poll_loop(
             match consumer.poll(timeout) {
                 None => break,
                 Some(Err(e)) => {
-                    tracing::warn!(consumer = %core.name, error = %e, "consumer error");
+                    use rdkafka::types::RDKafkaErrorCode as C;
+                    match e.rdkafka_error_code() {
+                        // The ACLs will not change by retrying: say so and stop the process
+                        // (a consumer that cannot read is as good as dead).
+                        Some(
+                            C::GroupAuthorizationFailed
+                            | C::TopicAuthorizationFailed
+                            | C::Authentication
+                            | C::SaslAuthenticationFailed,
+                        ) if !denied => {
+                            denied = true;
+                            super::supervision::report_death(
+                                &props.listener_id,
+                                &format!("consumer {}", core.name),
+                                &format!("not authorized (group {:?}): {e}; the principal needs READ and DESCRIBE on the group and its topics", props.group_id),
+                            );
+                        }
+                        _ => tracing::warn!(consumer = %core.name, error = %e, "consumer error"),
+                    }
                     break;
                 }
                 Some(Ok(message)) => {
@@ -582,7 +603,7 @@ pub(crate) fn poll_loop(
             }
         }
         if !cycle.is_empty() {
-            dispatch(&consumer, &core, &mut cycle, high_water);
+            dispatch(&consumer, &core, &mut cycle, high_water, &budget);
         }
         let assigned = core.assigned();
         if schedule.due(&assigned) {
@@ -590,7 +611,7 @@ pub(crate) fn poll_loop(
                 committable(props.ack_mode, s)
             });
         }
-        resume_drained(&consumer, &core.name, &assigned, low_water);
+        resume_drained(&consumer, &core, &assigned, low_water, &budget);
     }
     let deadline = deadline
         .lock()
@@ -839,12 +860,33 @@ fn route(
     cycle[index].1.push(message);
 }
 
-/// Hands each chunk to its partition's worker; pauses partitions whose queue is full.
+/// The memory budget in bytes (`kafka.listener.max-buffered-bytes`).
+struct ByteBudget {
+    /// A partition whose queue holds this many bytes is paused.
+    partition: usize,
+    /// When the container's queues together hold this many bytes, every partition that
+    /// receives more is paused.
+    container: usize,
+}
+
+impl ByteBudget {
+    fn of(props: &ContainerProperties) -> Self {
+        let per_consumer = props.max_buffered_bytes.max(1);
+        ByteBudget {
+            partition: (per_consumer / 4).max(1),
+            container: per_consumer.saturating_mul(props.concurrency.max(1) as usize),
+        }
+    }
+}
+
+/// Hands each chunk to its partition's worker; pauses partitions whose queue is full (in
+/// records or in bytes), or all that receive more when the container's budget is spent.
 fn dispatch(
     consumer: &BaseConsumer<CoreContext>,
     core: &ConsumerCore,
     cycle: &mut Cycle,
     high_water: usize,
+    budget: &ByteBudget,
 ) {
     let mut assigned = core.assigned();
     let mut to_pause = TopicPartitionList::new();
@@ -855,20 +897,34 @@ fn dispatch(
             continue;
         };
         let len = builder.len();
+        let bytes = builder.bytes();
         let records = builder.build(&state.topic, state.partition);
         let (epoch, generation) = a.state.epoch_and_generation();
         let chunk = Chunk {
             epoch,
             generation,
+            bytes,
             records,
         };
         let queued = a.state.queued.fetch_add(len, Ordering::AcqRel) + len;
+        let queued_bytes = a.state.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        let total = core
+            .counters
+            .buffered_bytes
+            .fetch_add(bytes, Ordering::AcqRel)
+            + bytes;
         if a.tx.send(chunk).is_err() {
             a.state.queued.fetch_sub(len, Ordering::AcqRel);
+            a.state.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            core.counters
+                .buffered_bytes
+                .fetch_sub(bytes, Ordering::AcqRel);
             continue;
         }
         a.dispatched += len as u64;
-        if queued >= high_water
+        let full =
+            queued >= high_water || queued_bytes >= budget.partition || total >= budget.container;
+        if full
             && a.state
                 .paused
                 .fetch_or(pause::BACKPRESSURE, Ordering::AcqRel)
@@ -888,14 +944,20 @@ fn dispatch(
 
 fn resume_drained<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
-    name: &str,
+    core: &ConsumerCore,
     assigned: &[Assigned],
     low_water: usize,
+    budget: &ByteBudget,
 ) {
+    let name = &core.name;
+    if core.counters.buffered_bytes.load(Ordering::Acquire) > budget.container / 4 * 3 {
+        return; // the container's budget is still mostly spent
+    }
     let mut tpl = TopicPartitionList::new();
     for a in assigned {
         if a.state.paused.load(Ordering::Acquire) & pause::BACKPRESSURE != 0
             && a.state.queued.load(Ordering::Acquire) < low_water
+            && a.state.queued_bytes.load(Ordering::Acquire) < budget.partition / 4
             && a.state
                 .paused
                 .fetch_and(!pause::BACKPRESSURE, Ordering::AcqRel)
@@ -907,6 +969,52 @@ fn resume_drained<C: ConsumerContext>(
     if tpl.count() > 0 {
         if let Err(e) = consumer.resume(&tpl) {
             tracing::warn!(consumer = %name, error = %e, "resuming a drained partition failed");
+        }
+    }
+}
+
+/// librdkafka retries an asynchronous commit that timed out (REQUEST_TIMED_OUT and the like);
+/// the retry can reach the broker after a newer commit and move the group's offset back
+/// (duplicates after a restart, never a loss: the offset stays below finished records). At
+/// shutdown, read the committed offsets back once and commit again where they are behind what
+/// was confirmed. A retry that lands later still wins; the fault test shows it with injected
+/// commit timeouts, and the commit path of the hot-path redesign is to keep one commit in
+/// flight at a time.
+fn verify_final_commits(consumer: &BaseConsumer<CoreContext>, name: &str, assigned: &[Assigned]) {
+    let mut expected = TopicPartitionList::new();
+    for a in assigned {
+        if let Some(o) = a.state.offsets.confirmed_offset() {
+            let _ =
+                expected.add_partition_offset(&a.state.topic, a.state.partition, Offset::Offset(o));
+        }
+    }
+    if expected.count() == 0 {
+        return;
+    }
+    for attempt in 1..=2 {
+        let Ok(found) = consumer.committed_offsets(expected.clone(), Duration::from_secs(5)) else {
+            return; // best effort: the synchronous commit itself succeeded
+        };
+        let mut behind = TopicPartitionList::new();
+        for e in expected.elements() {
+            let now = found
+                .find_partition(e.topic(), e.partition())
+                .map(|f| f.offset());
+            if let (Offset::Offset(want), Some(Offset::Offset(have))) = (e.offset(), now) {
+                if have < want {
+                    let _ =
+                        behind.add_partition_offset(e.topic(), e.partition(), Offset::Offset(want));
+                }
+            }
+        }
+        if behind.count() == 0 {
+            return;
+        }
+        tracing::warn!(consumer = %name, offsets = %describe(&behind), attempt,
+            "shutdown: a retried older commit moved the committed offset back; committing again");
+        std::thread::sleep(Duration::from_millis(250));
+        if let Err(e) = consumer.commit(&behind, CommitMode::Sync) {
+            tracing::warn!(consumer = %name, error = %e, "shutdown: committing again failed");
         }
     }
 }
@@ -933,6 +1041,7 @@ fn shutdown(
     commit(&consumer, &core.name, &assigned, CommitMode::Sync, |s| {
         s.offsets.pending_unconfirmed()
     });
+    verify_final_commits(&consumer, &core.name, &assigned);
     for a in &assigned {
         match a.state.offsets.pending_unconfirmed() {
             Some(_) => report.commit_failures += 1,

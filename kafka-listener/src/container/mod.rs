@@ -10,9 +10,9 @@
 mod ack;
 mod arena;
 mod consumer;
+mod ffi;
 mod offsets;
 mod partition;
-mod raw_headers;
 mod rebalance;
 pub(crate) mod supervision;
 
@@ -56,6 +56,10 @@ pub struct ContainerProperties {
     /// Records taken per poll cycle (`kafka.consumer.max-poll-records`); a partition is paused
     /// when 4 × this many (at least 2,000) wait in its queue.
     pub max_poll_records: usize,
+    /// Memory budget of fetched, unfinished records per consumer
+    /// (`kafka.listener.max-buffered-bytes`): a partition is paused when its queue holds a
+    /// quarter of it or all the consumer's queues together hold all of it.
+    pub max_buffered_bytes: usize,
     /// Longest wait for records in one poll (`kafka.listener.poll-timeout`).
     pub poll_timeout: Duration,
     /// Budget for finishing in-flight work at shutdown.
@@ -105,6 +109,7 @@ impl ContainerProperties {
             ack_count: 1,
             ack_time: Duration::from_secs(5),
             max_poll_records: 500,
+            max_buffered_bytes: 64 << 20,
             poll_timeout: Duration::from_millis(100),
             shutdown_timeout: Duration::from_secs(30),
             revoke_timeout: Duration::from_secs(15),
@@ -153,6 +158,12 @@ impl ContainerProperties {
             if let Some(id) = self.get("group.instance.id") {
                 config.set("group.instance.id", format!("{id}-{index}"));
             }
+        }
+        // librdkafka's prefetch is bounded in bytes too: by default half the budget (its own
+        // default, 64 MiB per consumer, would come on top of ours).
+        if self.get("queued.max.messages.kbytes").is_none() {
+            let kbytes = (self.max_buffered_bytes / 2 / 1024).clamp(1, 2_097_151);
+            config.set("queued.max.messages.kbytes", kbytes.to_string());
         }
         // librdkafka idles a partition for fetch.queue.backoff.ms (default 1s) once its
         // prefetch queue is full; a consumer slightly slower than the fetcher then stalls.
@@ -358,6 +369,17 @@ impl ListenerContainer {
     pub fn resume(&self) {
         self.inner.paused.store(false, Ordering::Release);
         self.send_to_consumers(|| ConsumerRequest::Resume);
+    }
+
+    /// Bytes of records fetched and not yet finished or dropped, over the container's
+    /// partitions (what `kafka.listener.max-buffered-bytes` bounds). For tests and, later,
+    /// metrics; librdkafka's own prefetch is not included.
+    #[doc(hidden)]
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner
+            .counters
+            .buffered_bytes
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Fault injection, for tests of supervision: the first consumer thread of the container

@@ -23,6 +23,8 @@ pub(crate) struct Chunk {
     pub(crate) epoch: u64,
     /// The partition's full-seek generation at dispatch (for manual acknowledgements).
     pub(crate) generation: u64,
+    /// Key, value and header bytes of the records (for the memory budget).
+    pub(crate) bytes: usize,
     pub(crate) records: Vec<ConsumerRecord>,
 }
 
@@ -83,6 +85,8 @@ pub(crate) struct PartitionState {
     nack: Mutex<Option<(u64, NackRequest)>>,
     /// Records handed to the worker and not yet finished or dropped.
     pub(crate) queued: AtomicUsize,
+    /// Their key, value and header bytes.
+    pub(crate) queued_bytes: AtomicUsize,
     /// Records finished (handled or recovered) since assignment.
     finished_count: AtomicU64,
     /// Pause reasons (see [`pause`]); consumer thread only.
@@ -119,6 +123,7 @@ impl PartitionState {
             }),
             nack: Mutex::new(None),
             queued: AtomicUsize::new(0),
+            queued_bytes: AtomicUsize::new(0),
             finished_count: AtomicU64::new(0),
             paused: AtomicU8::new(0),
             immediate: AtomicBool::new(false),
@@ -279,6 +284,10 @@ pub(crate) struct Counters {
     pub(crate) finished: AtomicU64,
     /// Records given to the recoverer (skipped).
     pub(crate) recovered: AtomicU64,
+    /// Bytes of records dispatched and not yet finished or dropped, over every partition of
+    /// the container (the memory budget is per consumer, checked against this sum divided by
+    /// the number of consumers).
+    pub(crate) buffered_bytes: AtomicUsize,
 }
 
 /// What a handler's `Acknowledgment` needs to reach its partition.
@@ -366,7 +375,6 @@ impl Worker {
                     None => break,
                 },
             };
-            let len = chunk.records.len();
             let end = if chunk.epoch != self.state.epoch()
                 || self.state.seek_pending.load(Ordering::Acquire)
             {
@@ -390,7 +398,7 @@ impl Worker {
                     Handler::Batch(f) => self.run_batch(f, &chunk).await,
                 }
             };
-            self.state.queued.fetch_sub(len, Ordering::AcqRel);
+            self.release(&chunk);
             if let ChunkEnd::Stopped = end {
                 break; // the rest is redelivered to whoever owns the partition next
             }
@@ -402,10 +410,21 @@ impl Worker {
         // Whatever is still queued is dropped unfinished; it was never committed.
         rx.close();
         while let Ok(chunk) = rx.try_recv() {
-            self.state
-                .queued
-                .fetch_sub(chunk.records.len(), Ordering::AcqRel);
+            self.release(&chunk);
         }
+    }
+
+    /// A chunk is done with (finished or dropped): it no longer counts against the budgets.
+    fn release(&self, chunk: &Chunk) {
+        self.state
+            .queued
+            .fetch_sub(chunk.records.len(), Ordering::AcqRel);
+        self.state
+            .queued_bytes
+            .fetch_sub(chunk.bytes, Ordering::AcqRel);
+        self.counters
+            .buffered_bytes
+            .fetch_sub(chunk.bytes, Ordering::AcqRel);
     }
 
     /// After a record or batch finished: commit bookkeeping, or the nack it asked for.

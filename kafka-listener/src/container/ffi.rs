@@ -1,6 +1,6 @@
-//! Reading a record's headers as bytes, straight from librdkafka.
+//! The container's only calls into librdkafka's C API, each behind a safe function.
 //!
-//! rdkafka's safe header iterator turns every header name into `&str` with an `unwrap`, so a
+//! Headers as bytes: rdkafka's safe header iterator turns every header name into `&str` with an `unwrap`, so a
 //! single record whose header name is not UTF-8 (Go, C and Python clients can write one) would
 //! panic the consumer thread. This module is the one place that reads headers through the C
 //! API instead; it hands out names and values as byte slices and never panics on what a

@@ -1,0 +1,735 @@
+//! The model-based fault test: random, seeded schedules drive real listeners through handler
+//! outcomes, seeks, nacks, pause/resume/stop/start, consumers joining and leaving, short
+//! shutdown timeouts and broker request errors; after each schedule the invariants are checked
+//! against the broker's committed offsets and the log of handler calls.
+//!
+//! - `embedded_schedules`: many fast cases on librdkafka's mock cluster (explicit partitions,
+//!   so no group join delay), with request errors injected into commits, fetches and offset
+//!   lookups.
+//! - `real_broker_schedules`: fewer, longer cases on the real broker with group subscription:
+//!   a second consumer process-alike joins and leaves (eager or cooperative-sticky).
+//!
+//! Every case prints its seed. A failure prints the command that replays it. Environment:
+//! `MODEL_SEED` (first seed; default: from the clock), `MODEL_CASES` / `MODEL_BROKER_CASES`
+//! (counts; defaults 200 / 20), `MODEL_LONG=1` (ten times as many, and handlers slower than
+//! `max.poll.interval.ms` on the real broker).
+//!
+//! Extending it: add an [`Action`] (and its weight in [`Run::action`]), or a control step in
+//! [`drive`]; the invariants in [`check`] hold for every schedule.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kafka_listener::{
+    kafka_listener, Acknowledgment, Application, BoxError, EmbeddedCluster, RecordMeta, SeekTarget,
+    Seeker,
+};
+use kafka_listener_tests::*;
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+const PARTITIONS: i32 = 2;
+
+/// One step of splitmix64: a well-mixed hash of `x`.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// What a handler call does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Action {
+    Ok,
+    /// Returns an error (retried by the container).
+    Fail,
+    /// Panics (caught, retried like an error).
+    Panic,
+    /// Takes this long, then Ok.
+    Slow(u64),
+    /// `nack` with this delay (ms).
+    Nack(u64),
+    /// Manual modes: acknowledges from another task after this delay (ms); Ok otherwise.
+    AckLater(u64),
+    /// Seeks its partition back this many records (at least to 0).
+    SeekBack(i64),
+    /// Seeks far past the end (the reset policy, earliest, applies).
+    SeekOutOfRange,
+    /// Seeks with a target whose lookup fails (an injected error), on the embedded cluster.
+    SeekFailing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Event {
+    Call,
+    Finish,
+}
+
+/// The state of one schedule, shared with the handler through [`RUNS`].
+struct Run {
+    seed: u64,
+    manual: bool,
+    /// Phase 1 plays the schedule; phase 2 (false) only finishes what is left.
+    chaos: AtomicBool,
+    /// The case's own mock cluster (embedded cases): injected errors hit only this case.
+    cluster: Option<Arc<EmbeddedCluster>>,
+    slow_beyond_poll_interval: bool,
+    calls: Mutex<HashMap<(i32, i64), u32>>,
+    log: Mutex<Vec<(i32, i64, Event)>>,
+    nacks_left: AtomicU32,
+    seeks_left: AtomicU32,
+    /// A nack or seek happened: records may be delivered again by design.
+    redelivery: AtomicBool,
+}
+
+impl Run {
+    fn action(&self, partition: i32, offset: i64, call: u32) -> Action {
+        if !self.chaos.load(Ordering::Acquire) {
+            return Action::Ok;
+        }
+        let h =
+            mix(self.seed
+                ^ mix(((partition as u64) << 40) ^ (offset as u64) ^ ((call as u64) << 56)));
+        let roll = h % 1000;
+        let arg = (h >> 20) % 1000;
+        // Retried outcomes only on early calls, so every record finishes within the attempts.
+        match roll {
+            0..=39 if call <= 1 => Action::Fail,
+            40..=54 if call <= 1 => Action::Panic,
+            55..=84 => Action::Slow(1 + arg % 30),
+            85..=89 if self.slow_beyond_poll_interval && arg < 20 => Action::Slow(8_000),
+            90..=109 if call == 1 && self.manual => Action::AckLater(arg % 200),
+            110..=119 if call == 1 && take(&self.nacks_left) => Action::Nack(arg % 300),
+            120..=125 if call == 1 && take(&self.seeks_left) => {
+                Action::SeekBack(1 + (arg % 50) as i64)
+            }
+            126..=127 if call == 1 && take(&self.seeks_left) => Action::SeekOutOfRange,
+            128..=130 if call == 1 && self.cluster.is_some() && take(&self.seeks_left) => {
+                Action::SeekFailing
+            }
+            _ => Action::Ok,
+        }
+    }
+
+    fn note(&self, partition: i32, offset: i64, event: Event) {
+        self.log
+            .lock()
+            .expect("log")
+            .push((partition, offset, event));
+    }
+
+    fn finished(&self) -> HashMap<i32, HashSet<i64>> {
+        self.finished_since(0)
+    }
+
+    /// Records finished by log entries from index `from` on.
+    fn finished_since(&self, from: usize) -> HashMap<i32, HashSet<i64>> {
+        let mut out: HashMap<i32, HashSet<i64>> = HashMap::new();
+        for (p, o, e) in self.log.lock().expect("log").iter().skip(from) {
+            if *e == Event::Finish {
+                out.entry(*p).or_default().insert(*o);
+            }
+        }
+        out
+    }
+}
+
+fn take(budget: &AtomicU32) -> bool {
+    budget
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+static RUNS: Mutex<BTreeMap<String, Arc<Run>>> = Mutex::new(BTreeMap::new());
+
+fn run_of(topic: &str) -> Option<Arc<Run>> {
+    RUNS.lock().expect("runs").get(topic).cloned()
+}
+
+async fn body(meta: RecordMeta, ack: Acknowledgment, seeker: Seeker) -> Result<(), BoxError> {
+    let Some(run) = run_of(&meta.topic) else {
+        return Ok(());
+    };
+    let (p, o) = (meta.partition, meta.offset);
+    let call = {
+        let mut calls = run.calls.lock().expect("calls");
+        let n = calls.entry((p, o)).or_insert(0);
+        *n += 1;
+        *n
+    };
+    run.note(p, o, Event::Call);
+    let finish = move |run: &Run, ack: &Acknowledgment| {
+        run.note(p, o, Event::Finish);
+        ack.acknowledge();
+    };
+    match run.action(p, o, call) {
+        Action::Ok => finish(&run, &ack),
+        Action::Fail => return Err("model: transient failure".into()),
+        Action::Panic => panic!("model: handler panic at {p}@{o}"),
+        Action::Slow(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            finish(&run, &ack);
+        }
+        Action::Nack(ms) => {
+            run.redelivery.store(true, Ordering::Release);
+            ack.nack(Duration::from_millis(ms));
+        }
+        Action::AckLater(ms) => {
+            let run = Arc::clone(&run);
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                finish(&run, &ack);
+            });
+        }
+        Action::SeekBack(n) => {
+            run.redelivery.store(true, Ordering::Release);
+            finish(&run, &ack);
+            seeker.seek(SeekTarget::Offset((o - n).max(0)));
+        }
+        Action::SeekOutOfRange => {
+            run.redelivery.store(true, Ordering::Release);
+            finish(&run, &ack);
+            seeker.seek(SeekTarget::Offset(o + 1_000_000));
+        }
+        Action::SeekFailing => {
+            run.redelivery.store(true, Ordering::Release);
+            finish(&run, &ack);
+            if let Some(cluster) = &run.cluster {
+                let _ = cluster.inject_request_errors(
+                    RDKafkaApiKey::OffsetFetch,
+                    &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED],
+                );
+            }
+            seeker.seek(SeekTarget::Relative(0));
+        }
+    }
+    Ok(())
+}
+
+#[kafka_listener(
+    id = "model_explicit",
+    partitions = ["${model.topic}:0", "${model.topic}:1"],
+    group_id = "${model.group}"
+)]
+async fn model_explicit(
+    meta: RecordMeta,
+    ack: Acknowledgment,
+    seeker: Seeker,
+) -> Result<(), BoxError> {
+    body(meta, ack, seeker).await
+}
+
+#[kafka_listener(
+    id = "model_group",
+    topics = "${model.topic}",
+    group_id = "${model.group}"
+)]
+async fn model_group(
+    meta: RecordMeta,
+    ack: Acknowledgment,
+    seeker: Seeker,
+) -> Result<(), BoxError> {
+    body(meta, ack, seeker).await
+}
+
+/// A schedule's configuration, drawn from its seed.
+#[derive(Debug, Clone)]
+struct Schedule {
+    seed: u64,
+    listener: &'static str,
+    ack_mode: &'static str,
+    concurrency: u32,
+    max_poll_records: u32,
+    shutdown_timeout: &'static str,
+    assignment: &'static str,
+    records: usize,
+    /// Control steps of phase 1, in order.
+    steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Wait(u64),
+    Pause,
+    Resume,
+    StopStart,
+    /// A second application joins the group (real broker) …
+    Join,
+    /// … and leaves again.
+    Leave,
+    /// The next commits fail.
+    CommitErrors(u8),
+    /// The next fetches fail.
+    FetchErrors(u8),
+    /// More records arrive.
+    Produce(usize),
+}
+
+const MODES: [&str; 7] = [
+    "record",
+    "batch",
+    "time",
+    "count",
+    "count_time",
+    "manual",
+    "manual_immediate",
+];
+
+impl Schedule {
+    fn draw(seed: u64, embedded: bool) -> Self {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut steps = Vec::new();
+        for _ in 0..rng.usize(2..8) {
+            steps.push(Step::Wait(rng.u64(20..400)));
+            let step = match rng.u32(0..10) {
+                0 | 1 => Step::Pause,
+                2 => Step::Resume,
+                3 => Step::StopStart,
+                4 if embedded => Step::CommitErrors(rng.u8(1..4)),
+                5 if embedded => Step::FetchErrors(rng.u8(1..3)),
+                4 | 5 => Step::Join,
+                6 if !embedded => Step::Leave,
+                _ => Step::Produce(rng.usize(10..300)),
+            };
+            steps.push(step);
+        }
+        steps.push(Step::Resume);
+        Schedule {
+            seed,
+            listener: if embedded {
+                "model_explicit"
+            } else {
+                "model_group"
+            },
+            ack_mode: MODES[rng.usize(0..MODES.len())],
+            concurrency: rng.u32(1..3),
+            max_poll_records: [1, 7, 100, 500][rng.usize(0..4)],
+            shutdown_timeout: ["50ms", "3s"][rng.usize(0..2)],
+            assignment: ["range", "cooperative-sticky"][rng.usize(0..2)],
+            records: rng.usize(50..1500),
+            steps,
+        }
+    }
+}
+
+async fn start_app(s: &Schedule, bs: &str, topic: &str, group: &str) -> Application {
+    let mut b = Application::builder()
+        .only([s.listener])
+        .env(Vec::new())
+        .set("kafka.bootstrap-servers", bs)
+        .set("model.topic", topic)
+        .set("model.group", group)
+        .set(
+            &format!("kafka.listener.{}.ack-mode", s.listener),
+            s.ack_mode,
+        )
+        .set("kafka.listener.concurrency", s.concurrency)
+        .set("kafka.listener.ack-count", 20)
+        .set("kafka.listener.ack-time", "50ms")
+        .set("kafka.listener.retry.attempts", 3)
+        .set("kafka.listener.retry.backoff.delay", "5ms")
+        .set("kafka.listener.shutdown-timeout", s.shutdown_timeout)
+        .set("kafka.listener.revoke-timeout", "3s")
+        .set("kafka.consumer.max-poll-records", s.max_poll_records)
+        .set(
+            "kafka.consumer.properties.partition.assignment.strategy",
+            s.assignment,
+        );
+    if s.listener == "model_group" {
+        b = b
+            .set("kafka.consumer.properties.max.poll.interval.ms", "7000")
+            .set("kafka.consumer.properties.session.timeout.ms", "6000");
+    }
+    b.start()
+        .await
+        .unwrap_or_else(|e| panic!("seed {}: start: {e}", s.seed))
+}
+
+/// Produces records `from..from + n` to every partition, in order, and waits for them.
+async fn produce_all(bs: &str, topic: &str, from: usize, n: usize) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bs)
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "2")
+        .create()
+        .expect("producer");
+    let mut deliveries = Vec::with_capacity(n * PARTITIONS as usize);
+    for i in from..from + n {
+        let (key, value) = (format!("k{i}"), format!("{{\"seq\":{i}}}"));
+        for p in 0..PARTITIONS {
+            let record = FutureRecord::to(topic)
+                .partition(p)
+                .key(&key)
+                .payload(&value);
+            deliveries.push(
+                producer
+                    .send_result(record)
+                    .unwrap_or_else(|(e, _)| panic!("enqueue to {topic}: {e}")),
+            );
+        }
+    }
+    for d in deliveries {
+        match d.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => panic!("delivery to {topic} failed: {e}"),
+            Err(_) => panic!("delivery to {topic} cancelled"),
+        }
+    }
+}
+
+/// Phase 1: the schedule's steps against a running application; returns whether any step
+/// or report allows duplicates by design.
+async fn drive(
+    s: &Schedule,
+    run: &Run,
+    bs: &str,
+    topic: &str,
+    group: &str,
+    produced: &mut usize,
+) -> bool {
+    let app = start_app(s, bs, topic, group).await;
+    let mut dup_allowed = false;
+    let mut second: Option<Application> = None;
+    let container = app.container(s.listener).expect("container").clone();
+    for step in &s.steps {
+        match *step {
+            Step::Wait(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Step::Pause => container.pause(),
+            Step::Resume => container.resume(),
+            Step::StopStart => {
+                let report = container.stop_gracefully(Duration::from_secs(3)).await;
+                dup_allowed |= report.handlers_cut_off > 0 || report.commit_failures > 0;
+                container
+                    .start()
+                    .unwrap_or_else(|e| panic!("seed {}: restart: {e}", s.seed));
+            }
+            Step::Join if second.is_none() => {
+                second = Some(start_app(s, bs, topic, group).await);
+            }
+            Step::Join => {}
+            Step::Leave => {
+                if let Some(other) = second.take() {
+                    let report = other.shutdown().await;
+                    dup_allowed |= !report.is_clean() || report.listeners.handlers_cut_off > 0;
+                }
+            }
+            Step::CommitErrors(n) | Step::FetchErrors(n) => {
+                let api = if matches!(step, Step::CommitErrors(_)) {
+                    RDKafkaApiKey::OffsetCommit
+                } else {
+                    RDKafkaApiKey::Fetch
+                };
+                let errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT; n as usize];
+                if let Some(cluster) = &run.cluster {
+                    cluster.inject_request_errors(api, &errors).expect("inject");
+                }
+                dup_allowed = true; // a failed commit may be redelivered after shutdown
+            }
+            Step::Produce(n) => {
+                produce_all(bs, topic, *produced, n).await;
+                *produced += n;
+            }
+        }
+    }
+    if let Some(other) = second.take() {
+        let report = other.shutdown().await;
+        dup_allowed |= !report.is_clean() || report.listeners.handlers_cut_off > 0;
+    }
+    let report = app.shutdown().await;
+    assert_eq!(
+        report.listeners.consumers_died, 0,
+        "seed {}: a consumer died: {report}",
+        s.seed
+    );
+    dup_allowed |= report.listeners.handlers_cut_off > 0 || report.listeners.commit_failures > 0;
+    dup_allowed
+}
+
+/// The group's committed offsets; retried, since an injected error may still be pending
+/// for the offset lookups of the case's cluster.
+async fn committed(bs: &str, group: &str, topic: &str) -> HashMap<i32, i64> {
+    let mut last = None;
+    for _ in 0..3 {
+        match try_committed_offsets(bs, group, topic, PARTITIONS).await {
+            Ok(offsets) => return offsets,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("reading committed offsets of {group} failed three times: {last:?}")
+}
+
+/// Checks that every offset below each committed offset has finished.
+async fn commits_never_pass_unfinished(
+    s: &Schedule,
+    run: &Run,
+    bs: &str,
+    group: &str,
+    topic: &str,
+) {
+    let committed = committed(bs, group, topic).await;
+    let finished = run.finished();
+    for (p, c) in committed {
+        let done = finished.get(&p).cloned().unwrap_or_default();
+        if let Some(gap) = (0..c).find(|o| !done.contains(o)) {
+            panic!(
+                "seed {}: partition {p} committed {c} but offset {gap} never finished ({s:?})",
+                s.seed
+            );
+        }
+    }
+}
+
+fn injected_commit_errors(s: &Schedule) -> bool {
+    s.steps
+        .iter()
+        .any(|step| matches!(step, Step::CommitErrors(_)))
+}
+
+/// The invariants after both phases.
+fn check(s: &Schedule, run: &Run, dup_allowed: bool, end: &HashMap<i32, i64>) {
+    let log = run.log.lock().expect("log").clone();
+    let mut first_calls: HashMap<i32, Vec<i64>> = HashMap::new();
+    let mut seen = HashSet::new();
+    let mut finishes: HashMap<(i32, i64), usize> = HashMap::new();
+    for (p, o, e) in &log {
+        if *e == Event::Call && seen.insert((*p, *o)) {
+            first_calls.entry(*p).or_default().push(*o);
+        }
+        if *e == Event::Finish {
+            *finishes.entry((*p, *o)).or_default() += 1;
+        }
+    }
+    for p in 0..PARTITIONS {
+        let firsts = first_calls.get(&p).cloned().unwrap_or_default();
+        assert!(
+            firsts.windows(2).all(|w| w[0] < w[1]),
+            "seed {}: partition {p}: first deliveries out of order: {:?}",
+            s.seed,
+            firsts.windows(2).find(|w| w[0] >= w[1])
+        );
+        for o in 0..end[&p] {
+            assert!(
+                finishes.contains_key(&(p, o)),
+                "seed {}: partition {p} offset {o} was never finished",
+                s.seed
+            );
+        }
+    }
+    if !dup_allowed && !run.redelivery.load(Ordering::Acquire) {
+        if let Some(((p, o), n)) = finishes.iter().find(|(_, n)| **n > 1) {
+            panic!(
+                "seed {}: {p}@{o} finished {n} times on a graceful schedule ({s:?})",
+                s.seed
+            );
+        }
+    }
+}
+
+async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
+    let s = Schedule::draw(seed, embedded);
+    let (topic, group) = (unique(&format!("model-{seed}")), unique("model-g"));
+    let cluster = embedded.then(|| Arc::new(EmbeddedCluster::start().expect("embedded cluster")));
+    let bs = match &cluster {
+        Some(c) => {
+            c.create_topic(&topic, PARTITIONS)
+                .expect("topic on the embedded cluster");
+            c.bootstrap_servers().to_owned()
+        }
+        None => {
+            create_topic(broker, &topic, PARTITIONS).await;
+            broker.to_owned()
+        }
+    };
+    let bs = bs.as_str();
+    let run = Arc::new(Run {
+        seed,
+        manual: s.ack_mode.starts_with("manual"),
+        chaos: AtomicBool::new(true),
+        cluster,
+        slow_beyond_poll_interval: long && !embedded,
+        calls: Mutex::new(HashMap::new()),
+        log: Mutex::new(Vec::new()),
+        nacks_left: AtomicU32::new(3),
+        seeks_left: AtomicU32::new(2),
+        redelivery: AtomicBool::new(false),
+    });
+    RUNS.lock()
+        .expect("runs")
+        .insert(topic.clone(), Arc::clone(&run));
+    let mut produced = s.records;
+    produce_all(bs, &topic, 0, s.records).await;
+
+    let phase1 = tokio::time::timeout(
+        Duration::from_secs(if long { 300 } else { 60 }),
+        drive(&s, &run, bs, &topic, &group, &mut produced),
+    );
+    let t0 = Instant::now();
+    let dup_allowed = phase1
+        .await
+        .unwrap_or_else(|_| panic!("seed {seed}: phase 1 hung ({s:?})"));
+    let t1 = Instant::now();
+    commits_never_pass_unfinished(&s, &run, bs, &group, &topic).await;
+
+    // Phase 2: a clean application finishes the rest: everything from the committed offset
+    // on must be finished again by it (phase 1 may have finished records it did not commit).
+    run.chaos.store(false, Ordering::Release);
+    let resume_from = committed(bs, &group, &topic).await;
+    let log_mark = run.log.lock().expect("log").len();
+    let app = start_app(&s, bs, &topic, &group).await;
+    let end = end_offsets(bs, &topic, PARTITIONS).await;
+    // Wait until everything finished (the count and time modes may hold the last commit
+    // until shutdown), then shut down: the commit must then be at the end.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let finished = run.finished_since(log_mark);
+        let done = (0..PARTITIONS).all(|p| {
+            let f = finished.get(&p);
+            let from = resume_from.get(&p).copied().unwrap_or(0);
+            (from..end[&p]).all(|o| f.is_some_and(|f| f.contains(&o)))
+        });
+        if done {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "seed {seed}: phase 2 never finished every record (end {end:?}, {s:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "seed {seed}: phase 2 shutdown: {report}");
+    let committed = committed(bs, &group, &topic).await;
+    for p in 0..PARTITIONS {
+        let at = committed.get(&p).copied().unwrap_or(0);
+        // Known weakness: librdkafka retries an asynchronous commit that timed out, and the
+        // retry can land after the final commit and move the offset back (duplicates after a
+        // restart, never a loss; checked below). Only schedules that injected commit errors
+        // may show it; every other one must end exactly at the end.
+        if injected_commit_errors(&s) && at < end[&p] {
+            eprintln!("case {seed}: partition {p} committed {at} < end {} after injected commit timeouts (known: a retried older commit landed last)", end[&p]);
+            continue;
+        }
+        assert_eq!(
+            at, end[&p],
+            "seed {seed}: partition {p} not committed at the end after a clean shutdown ({s:?})"
+        );
+    }
+    commits_never_pass_unfinished(&s, &run, bs, &group, &topic).await;
+    check(&s, &run, dup_allowed, &end);
+    eprintln!(
+        "case {seed}: {} {} x{} phase 1 {:.1?}, phase 2 {:.1?}",
+        s.listener,
+        s.ack_mode,
+        s.concurrency,
+        t1 - t0,
+        t1.elapsed()
+    );
+    RUNS.lock().expect("runs").remove(&topic);
+}
+
+fn base_seed() -> u64 {
+    std::env::var("MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+                .unwrap_or(1)
+        })
+}
+
+fn cases(var: &str, default: usize) -> usize {
+    let long = std::env::var("MODEL_LONG").as_deref() == Ok("1");
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if long { default * 10 } else { default })
+}
+
+/// Handler panics of the model are expected; keep them out of the output.
+fn quiet_model_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !message.starts_with("model: handler panic") {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs `count` cases from the base seed, `parallel` at a time (their waits dominate, not CPU).
+async fn run_cases(name: &str, bs: &str, embedded: bool, count: usize, var: &str, parallel: usize) {
+    use futures::StreamExt as _;
+    quiet_model_panics();
+    let long = std::env::var("MODEL_LONG").as_deref() == Ok("1");
+    let base = base_seed();
+    eprintln!(
+        "{name}: {count} cases, seeds {base}..{} ({parallel} at a time)",
+        base + count as u64
+    );
+    let started = Instant::now();
+    let mut results = futures::stream::iter(0..count as u64)
+        .map(|i| {
+            let seed = base + i;
+            let bs = bs.to_owned();
+            async move {
+                let case = tokio::spawn(async move { one_case(seed, &bs, embedded, long).await });
+                (seed, case.await)
+            }
+        })
+        .buffer_unordered(parallel.max(1));
+    while let Some((seed, result)) = results.next().await {
+        if let Err(e) = result {
+            eprintln!(
+                "{name}: case {seed} failed; replay with:\n  MODEL_SEED={seed} {var}=1 cargo test -p kafka-listener-tests --test fault_model {name} -- --nocapture"
+            );
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    eprintln!(
+        "{name}: {count} cases passed in {:.1?} (seeds {base}..{})",
+        started.elapsed(),
+        base + count as u64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_schedules() {
+    init_logging();
+    run_cases(
+        "embedded_schedules",
+        "",
+        true,
+        cases("MODEL_CASES", 200),
+        "MODEL_CASES",
+        4,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_schedules() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    run_cases(
+        "real_broker_schedules",
+        &bs,
+        false,
+        cases("MODEL_BROKER_CASES", 20),
+        "MODEL_BROKER_CASES",
+        2,
+    )
+    .await;
+}
