@@ -813,6 +813,8 @@ struct StartupCheck {
 #[derive(Default)]
 struct CheckContext {
     fatal: Mutex<Option<(RDKafkaErrorCode, String)>>,
+    /// A group or topic authorization error (FindCoordinator reports one this way).
+    denied: Mutex<Option<(RDKafkaErrorCode, String)>>,
 }
 
 impl rdkafka::ClientContext for CheckContext {
@@ -827,6 +829,11 @@ impl rdkafka::ClientContext for CheckContext {
         {
             let mut fatal = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
             fatal.get_or_insert((code, reason.to_owned()));
+        } else if let Some(code @ (C::GroupAuthorizationFailed | C::TopicAuthorizationFailed)) =
+            error.rdkafka_error_code()
+        {
+            let mut denied = self.denied.lock().unwrap_or_else(|p| p.into_inner());
+            denied.get_or_insert((code, reason.to_owned()));
         }
     }
 }
@@ -869,10 +876,25 @@ impl StartupCheck {
             }
         };
         for (id, topic) in &self.topics {
-            let found = metadata.topics().iter().find(|t| t.name() == topic);
-            if let Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED) =
-                found.and_then(|t| t.error())
-            {
+            let present = |m: &rdkafka::metadata::Metadata| {
+                m.topics()
+                    .iter()
+                    .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            };
+            if present(&metadata) {
+                continue;
+            }
+            // A topic the principal may not describe is left out of the all-topics answer;
+            // asked for by name, the broker says why.
+            let named = consumer.fetch_metadata(Some(topic), self.timeout).ok();
+            let denied = named.as_ref().is_some_and(|m| {
+                m.topics().iter().any(|t| {
+                    t.name() == topic
+                        && t.error()
+                            == Some(RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED)
+                })
+            });
+            if denied {
                 return Err(Error::NotAuthorized {
                     id: id.clone(),
                     what: "topic",
@@ -880,8 +902,7 @@ impl StartupCheck {
                     detail: "Broker: Topic authorization failed".into(),
                 });
             }
-            let present = found.is_some_and(|t| t.error().is_none() && !t.partitions().is_empty());
-            if !present {
+            if !named.as_ref().is_some_and(present) {
                 return Err(Error::MissingTopic {
                     id: id.clone(),
                     topic: topic.clone(),
@@ -923,28 +944,53 @@ impl StartupCheck {
             })?;
         let mut tpl = rdkafka::TopicPartitionList::new();
         tpl.add_partition(topic, 0);
-        match consumer.committed_offsets(tpl, self.timeout) {
-            Ok(_) => Ok(()),
-            Err(e) => match e.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::GroupAuthorizationFailed) => Err(Error::NotAuthorized {
-                    id: id.to_owned(),
-                    what: "group",
-                    name: group.to_owned(),
-                    detail: e.to_string(),
-                }),
-                Some(RDKafkaErrorCode::TopicAuthorizationFailed) => Err(Error::NotAuthorized {
-                    id: id.to_owned(),
-                    what: "topic",
-                    name: topic.to_owned(),
-                    detail: e.to_string(),
-                }),
-                // Anything else (a coordinator still loading, say) is the consumer's to retry.
-                _ => {
-                    tracing::debug!(listener = id, group, error = %e, "start-up group check inconclusive");
-                    Ok(())
+        let denied = |code: RDKafkaErrorCode, detail: String| match code {
+            RDKafkaErrorCode::GroupAuthorizationFailed => Some(Error::NotAuthorized {
+                id: id.to_owned(),
+                what: "group",
+                name: group.to_owned(),
+                detail,
+            }),
+            RDKafkaErrorCode::TopicAuthorizationFailed => Some(Error::NotAuthorized {
+                id: id.to_owned(),
+                what: "topic",
+                name: topic.to_owned(),
+                detail,
+            }),
+            _ => None,
+        };
+        let deadline = Instant::now() + self.timeout;
+        while Instant::now() < deadline {
+            // In slices: a group the principal may not use fails its coordinator lookup, which
+            // librdkafka reports through the error callback, served by polling.
+            match consumer.committed_offsets(tpl.clone(), Duration::from_millis(500)) {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    if let Some(error) = e
+                        .rdkafka_error_code()
+                        .and_then(|c| denied(c, e.to_string()))
+                    {
+                        return Err(error);
+                    }
+                    let _ = consumer.poll(Duration::ZERO);
+                    let reported = consumer
+                        .context()
+                        .denied
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    if let Some(error) = reported.and_then(|(c, detail)| denied(c, detail)) {
+                        return Err(error);
+                    }
+                    if let Some(error) = self.fatal(consumer.context()) {
+                        return Err(error);
+                    }
                 }
-            },
+            }
         }
+        // Inconclusive (a coordinator still loading, say): the consumer retries on its own.
+        tracing::debug!(listener = id, group, "start-up group check inconclusive");
+        Ok(())
     }
 }
 
