@@ -433,3 +433,30 @@ async fn records_waiting_for_a_slow_handler_stay_within_the_byte_budget() {
     assert_eq!(calls(&topic).len(), 120, "each record once");
     assert_committed_at_end(&bs, &group, &topic, 1).await;
 }
+
+// --- admin properties are applied --------------------------------------------------------
+
+#[kafka_listener(id = "admin_props", topics = "admin-props", group_id = "admin-props")]
+async fn admin_props(meta: RecordMeta, key: Key<String>) {
+    note(&meta, &key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_properties_reach_the_admin_client() {
+    init_logging();
+    // A property librdkafka does not know fails the start-up check's client only if the
+    // admin properties are really applied (they were parsed and dropped before).
+    let error = Application::builder()
+        .only(["admin_props"])
+        .env(Vec::new())
+        .set("kafka.bootstrap-servers", "embedded")
+        .set("kafka.admin.properties.no.such.admin.property", "1")
+        .start()
+        .await
+        .expect_err("an unknown admin property must fail start-up");
+    let message = error.to_string();
+    assert!(
+        message.contains("start-up check") && message.contains("no.such.admin.property"),
+        "{message}"
+    );
+}

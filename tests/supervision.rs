@@ -37,6 +37,16 @@ fn collect(stream: impl Read + Send + 'static, lines: Lines) {
 }
 
 fn spawn_probe(bootstrap: &str, topic: &str, group: &str, panic: &str) -> Probe {
+    spawn_probe_with(bootstrap, topic, group, panic, &[])
+}
+
+fn spawn_probe_with(
+    bootstrap: &str,
+    topic: &str,
+    group: &str,
+    panic: &str,
+    sets: &[String],
+) -> Probe {
     // Its own working directory, with an (empty) application.properties.
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../target/test-logs")
@@ -48,6 +58,7 @@ fn spawn_probe(bootstrap: &str, topic: &str, group: &str, panic: &str) -> Probe 
         .args(["--set", &format!("kafka.bootstrap-servers={bootstrap}")])
         .args(["--set", &format!("probe.topic={topic}")])
         .args(["--set", &format!("probe.group={group}")])
+        .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
         .env("PROBE_PANIC", panic)
         .env("RUST_LOG", "warn")
         .env("NO_COLOR", "1")
@@ -143,6 +154,10 @@ async fn dies_loudly_and_loses_nothing(panic: &str, trigger: &str, cause: &str) 
     let first_run = dying.handled_keys();
 
     let healthy = spawn_probe(&bs, &topic, &group, "");
+    wait_until(Duration::from_secs(60), "the healthy probe runs", || {
+        healthy.first("probe: running").is_some()
+    })
+    .await;
     wait_until(Duration::from_secs(90), "every record handled", || {
         let all: HashSet<String> = first_run.union(&healthy.handled_keys()).cloned().collect();
         all == keys
@@ -172,4 +187,75 @@ async fn a_panicking_rebalance_listener_is_reported_within_a_second_and_the_proc
         "RebalanceListener::on_partitions_assigned",
     )
     .await;
+}
+
+/// A nack under a backlog, then SIGKILL during the nack delay: the restarted service must
+/// still get the nacked record and everything after it (before the fix, batch and record
+/// commits passed the nacked offset while the worker went on with later records).
+async fn sigkill_during_a_nack_delay_loses_nothing(mode: &str) {
+    let Some(bs) = real_broker() else { return };
+    let (topic, group) = (unique(&format!("nack-kill-{mode}")), unique("g"));
+    create_topic(&bs, &topic, 1).await;
+    let keys: HashSet<String> = produce_seq(&bs, &topic, 0, 4000)
+        .await
+        .into_iter()
+        .collect();
+    let sets = vec![format!("kafka.listener.probe.ack-mode={mode}")];
+    let mut nacking = spawn_probe_with(&bs, &topic, &group, "nack", &sets);
+    wait_until(Duration::from_secs(90), "the nack", || {
+        nacking.first("nacked ").is_some()
+    })
+    .await;
+    // Let the worker race ahead if it would, and commits go out, then kill -9.
+    let until = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-KILL", &nacking.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let _ = nacking.child.wait();
+    let first_run = nacking.handled_keys();
+    assert!(
+        !first_run.contains("k1500"),
+        "the nacked record was not handled"
+    );
+
+    let healthy = spawn_probe_with(&bs, &topic, &group, "", &sets);
+    wait_until(Duration::from_secs(60), "the healthy probe runs", || {
+        healthy.first("probe: running").is_some()
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(90),
+        "every record, the nacked one included",
+        || {
+            let all: HashSet<String> = first_run.union(&healthy.handled_keys()).cloned().collect();
+            all == keys
+        },
+    )
+    .await;
+    let mut healthy = healthy;
+    healthy.sigterm();
+    let status = healthy.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "clean exit; output:\n{}",
+        healthy.output()
+    );
+    assert_committed_at_end(&bs, &group, &topic, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_nack_delay_in_batch_mode_loses_nothing() {
+    init_logging();
+    sigkill_during_a_nack_delay_loses_nothing("batch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_nack_delay_in_record_mode_loses_nothing() {
+    init_logging();
+    sigkill_during_a_nack_delay_loses_nothing("record").await;
 }

@@ -2,16 +2,23 @@
 //! <offset> <key>` for every record and, as `PROBE_PANIC` says, makes a consumer die:
 //!
 //! - `consumer-thread`: after 50 records, the consumer thread panics (fault injection);
-//! - `rebalance-listener`: the `RebalanceListener` panics on assignment (a user bug).
+//! - `rebalance-listener`: the `RebalanceListener` panics on assignment (a user bug);
+//! - `nack`: the record at offset 1500 of partition 0 is nacked once with a 30 s delay (the
+//!   test kills the process during it); it is not printed as handled.
 //!
 //! Topic and group come from `--set probe.topic=… --set probe.group=…`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
 use kafka_listener::{
-    kafka_listener, AssignmentSeeker, Key, ListenerRegistry, RebalanceListener, RecordMeta,
-    TopicPartition,
+    kafka_listener, Acknowledgment, AssignmentSeeker, Key, ListenerRegistry, RebalanceListener,
+    RecordMeta, TopicPartition,
 };
+
+static NACKED: AtomicBool = AtomicBool::new(false);
 
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 
@@ -38,7 +45,21 @@ static PANIC_ON_ASSIGN: PanicOnAssign = PanicOnAssign;
     group_id = "${probe.group}",
     rebalance_listener = PANIC_ON_ASSIGN
 )]
-async fn probe(meta: RecordMeta, key: Key<String>, registry: ListenerRegistry) {
+async fn probe(
+    meta: RecordMeta,
+    key: Key<String>,
+    registry: ListenerRegistry,
+    ack: Acknowledgment,
+) {
+    if mode() == "nack"
+        && meta.partition == 0
+        && meta.offset == 1500
+        && !NACKED.swap(true, Ordering::SeqCst)
+    {
+        println!("nacked {} {} {}", meta.partition, meta.offset, key.as_str());
+        ack.nack(Duration::from_secs(30));
+        return;
+    }
     println!(
         "handled {} {} {}",
         meta.partition,
@@ -55,5 +76,6 @@ async fn probe(meta: RecordMeta, key: Key<String>, registry: ListenerRegistry) {
 }
 
 fn main() -> std::process::ExitCode {
-    kafka_listener::run()
+    // Printed once every listener runs (and SIGTERM is handled).
+    kafka_listener::run_with(|_producer| async { println!("probe: running") })
 }
