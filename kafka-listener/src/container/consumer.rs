@@ -19,6 +19,7 @@ use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::arena::ChunkBuilder;
+use super::ffi::{CommitOutcome, CommitQueue};
 use super::partition::{pause, Chunk, ConsumerRequest, Counters, PartitionState, Worker};
 use super::rebalance::{partitions_of, resolve, AssignmentSeeker};
 use super::ContainerProperties;
@@ -49,6 +50,11 @@ pub(crate) struct ConsumerCore {
     /// Paused by the application: newly assigned partitions start paused too.
     user_paused: AtomicBool,
     requests_rx: Mutex<Option<std::sync::mpsc::Receiver<ConsumerRequest>>>,
+    /// Asynchronous commits go through it, one at a time (see [`CommitQueue`]). Installed by
+    /// the poll loop and always dropped before the consumer.
+    commits: Mutex<Option<CommitQueue>>,
+    /// An asynchronous commit was sent and its outcome has not come back yet.
+    commit_in_flight: AtomicBool,
 }
 
 impl ConsumerCore {
@@ -73,6 +79,8 @@ impl ConsumerCore {
             runtime,
             assigned: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
+            commits: Mutex::new(None),
+            commit_in_flight: AtomicBool::new(false),
         }
     }
 
@@ -197,6 +205,12 @@ impl ConsumerCore {
                     "revoke: handler still running at kafka.listener.revoke-timeout; its record stays uncommitted and will be redelivered");
             }
         }
+        // An asynchronous commit still in flight could land after the synchronous one.
+        self.settle_commits(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1)),
+        );
         let committed = commit(consumer, &self.name, &revoked, CommitMode::Sync, |s| {
             s.offsets.pending_unconfirmed()
         });
@@ -281,6 +295,90 @@ impl ConsumerCore {
         if to_pause.count() > 0 {
             if let Err(e) = consumer.pause(&to_pause) {
                 tracing::warn!(consumer = %self.name, error = %e, "pausing newly assigned partitions failed");
+            }
+        }
+    }
+
+    /// Applies the outcomes of asynchronous commits that came back (waiting at most `wait` for
+    /// the one in flight, if any).
+    fn settle_commits(&self, wait: Duration) {
+        let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(queue) = commits.as_ref() else {
+            return;
+        };
+        let mut timeout = if self.commit_in_flight.load(Ordering::Acquire) {
+            wait
+        } else {
+            Duration::ZERO
+        };
+        while let Some(outcome) = queue.poll(timeout) {
+            self.apply_commit_outcome(&outcome);
+            timeout = Duration::ZERO;
+        }
+    }
+
+    fn apply_commit_outcome(&self, outcome: &CommitOutcome) {
+        self.commit_in_flight.store(false, Ordering::Release);
+        for a in self.assigned().iter() {
+            let Some((_, _, offset, perr)) = outcome
+                .partitions
+                .iter()
+                .find(|(t, p, _, _)| *p == a.state.partition && t.as_str() == &*a.state.topic)
+            else {
+                continue;
+            };
+            match outcome.error.or(*perr) {
+                None => a.state.offsets.confirmed(*offset),
+                Some(e) => {
+                    tracing::warn!(consumer = %self.name, topic = %a.state.topic, partition = a.state.partition,
+                        offset, error = ?e, "asynchronous commit failed; will commit again");
+                    a.state.offsets.commit_failed();
+                }
+            }
+        }
+    }
+
+    /// Sends an asynchronous commit of what the ack mode allows, unless one is in flight (the
+    /// next turn carries the newer offsets). Without a commit queue, rdkafka's own commit.
+    fn commit_async(
+        &self,
+        consumer: &BaseConsumer<CoreContext>,
+        assigned: &[Assigned],
+        offset_of: impl Fn(&PartitionState) -> Option<i64>,
+    ) {
+        let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(queue) = commits.as_ref() else {
+            drop(commits);
+            commit(consumer, &self.name, assigned, CommitMode::Async, offset_of);
+            return;
+        };
+        if self.commit_in_flight.load(Ordering::Acquire) {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        let mut picked = Vec::new();
+        for a in assigned {
+            if let Some(offset) = offset_of(&a.state) {
+                if tpl
+                    .add_partition_offset(&a.state.topic, a.state.partition, Offset::Offset(offset))
+                    .is_ok()
+                {
+                    picked.push((&a.state, offset));
+                }
+            }
+        }
+        if picked.is_empty() {
+            return;
+        }
+        match queue.commit(consumer, &tpl) {
+            Ok(()) => {
+                self.commit_in_flight.store(true, Ordering::Release);
+                for (state, offset) in picked {
+                    state.offsets.committed(offset);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %self.name, error = ?e, offsets = %describe(&tpl), "commit failed; will retry");
             }
         }
     }
@@ -542,6 +640,8 @@ pub(crate) fn poll_loop(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
+    // Dropped before the consumer on every path (also when this thread unwinds).
+    let _commit_queue = CommitQueueGuard::install(&consumer, &core);
     let mut schedule = CommitSchedule {
         mode: props.ack_mode,
         ack_count: props.ack_count.max(1),
@@ -605,11 +705,10 @@ pub(crate) fn poll_loop(
         if !cycle.is_empty() {
             dispatch(&consumer, &core, &mut cycle, high_water, &budget);
         }
+        core.settle_commits(Duration::ZERO);
         let assigned = core.assigned();
         if schedule.due(&assigned) {
-            commit(&consumer, &core.name, &assigned, CommitMode::Async, |s| {
-                committable(props.ack_mode, s)
-            });
+            core.commit_async(&consumer, &assigned, |s| committable(props.ack_mode, s));
         }
         resume_drained(&consumer, &core, &assigned, low_water, &budget);
     }
@@ -618,6 +717,27 @@ pub(crate) fn poll_loop(
         .unwrap_or_else(|p| p.into_inner())
         .unwrap_or_else(|| Instant::now() + props.shutdown_timeout);
     shutdown(consumer, &core, deadline)
+}
+
+/// Owns the consumer's [`CommitQueue`] in [`ConsumerCore::commits`] and drops it before the
+/// consumer: a guard declared after the consumer is dropped first.
+struct CommitQueueGuard(Arc<ConsumerCore>);
+
+impl CommitQueueGuard {
+    fn install(consumer: &BaseConsumer<CoreContext>, core: &Arc<ConsumerCore>) -> Self {
+        *core.commits.lock().unwrap_or_else(|p| p.into_inner()) = CommitQueue::new(consumer);
+        CommitQueueGuard(Arc::clone(core))
+    }
+}
+
+impl Drop for CommitQueueGuard {
+    fn drop(&mut self) {
+        self.0
+            .commits
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+    }
 }
 
 /// Applies a partition worker's request on the consumer thread.
@@ -973,52 +1093,6 @@ fn resume_drained<C: ConsumerContext>(
     }
 }
 
-/// librdkafka retries an asynchronous commit that timed out (REQUEST_TIMED_OUT and the like);
-/// the retry can reach the broker after a newer commit and move the group's offset back
-/// (duplicates after a restart, never a loss: the offset stays below finished records). At
-/// shutdown, read the committed offsets back once and commit again where they are behind what
-/// was confirmed. A retry that lands later still wins; the fault test shows it with injected
-/// commit timeouts, and the commit path of the hot-path redesign is to keep one commit in
-/// flight at a time.
-fn verify_final_commits(consumer: &BaseConsumer<CoreContext>, name: &str, assigned: &[Assigned]) {
-    let mut expected = TopicPartitionList::new();
-    for a in assigned {
-        if let Some(o) = a.state.offsets.confirmed_offset() {
-            let _ =
-                expected.add_partition_offset(&a.state.topic, a.state.partition, Offset::Offset(o));
-        }
-    }
-    if expected.count() == 0 {
-        return;
-    }
-    for attempt in 1..=2 {
-        let Ok(found) = consumer.committed_offsets(expected.clone(), Duration::from_secs(5)) else {
-            return; // best effort: the synchronous commit itself succeeded
-        };
-        let mut behind = TopicPartitionList::new();
-        for e in expected.elements() {
-            let now = found
-                .find_partition(e.topic(), e.partition())
-                .map(|f| f.offset());
-            if let (Offset::Offset(want), Some(Offset::Offset(have))) = (e.offset(), now) {
-                if have < want {
-                    let _ =
-                        behind.add_partition_offset(e.topic(), e.partition(), Offset::Offset(want));
-                }
-            }
-        }
-        if behind.count() == 0 {
-            return;
-        }
-        tracing::warn!(consumer = %name, offsets = %describe(&behind), attempt,
-            "shutdown: a retried older commit moved the committed offset back; committing again");
-        std::thread::sleep(Duration::from_millis(250));
-        if let Err(e) = consumer.commit(&behind, CommitMode::Sync) {
-            tracing::warn!(consumer = %name, error = %e, "shutdown: committing again failed");
-        }
-    }
-}
-
 /// Shutdown protocol for one consumer: stop every worker, wait for in-flight handlers until
 /// the deadline, commit everything finished synchronously, then close (leave the group).
 fn shutdown(
@@ -1038,10 +1112,15 @@ fn shutdown(
                 "shutdown: handler still running at kafka.listener.shutdown-timeout; its record is not committed and will be redelivered");
         }
     }
+    // The asynchronous commit in flight, if any, must not land after the last one.
+    core.settle_commits(
+        deadline
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_secs(1)),
+    );
     commit(&consumer, &core.name, &assigned, CommitMode::Sync, |s| {
         s.offsets.pending_unconfirmed()
     });
-    verify_final_commits(&consumer, &core.name, &assigned);
     for a in &assigned {
         match a.state.offsets.pending_unconfirmed() {
             Some(_) => report.commit_failures += 1,
@@ -1054,6 +1133,11 @@ fn shutdown(
         let finished = a.state.finished_records();
         report.redeliverable += a.dispatched.saturating_sub(finished);
     }
+    // The commit queue goes before the consumer (librdkafka's handle must outlive it).
+    core.commits
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
     // Dropping the consumer closes it: final revoke (a no-op now), leave group.
     drop(consumer);
     report

@@ -109,12 +109,6 @@ impl PartitionOffsets {
         self.committed.store(UNSET, Ordering::Release);
     }
 
-    /// What the broker last confirmed, if anything since assignment.
-    pub(crate) fn confirmed_offset(&self) -> Option<i64> {
-        let c = self.confirmed.load(Ordering::Acquire);
-        (c != UNSET).then_some(c)
-    }
-
     #[cfg(test)]
     pub(crate) fn last_committed(&self) -> Option<i64> {
         let c = self.committed.load(Ordering::Acquire);
