@@ -39,6 +39,9 @@ struct AckInner {
     offsets: Vec<i64>,
     /// How many of `offsets` (a prefix) are acknowledged.
     acked: AtomicUsize,
+    /// Index of the first record a nack asked to redeliver (`usize::MAX`: none). Records from
+    /// there on are redelivered, so acknowledging them through this handle means nothing.
+    nacked_from: AtomicUsize,
 }
 
 impl std::fmt::Debug for Acknowledgment {
@@ -67,6 +70,7 @@ impl Acknowledgment {
                 manual: link.manual,
                 offsets,
                 acked: AtomicUsize::new(0),
+                nacked_from: AtomicUsize::new(usize::MAX),
             })
         });
         Acknowledgment { inner }
@@ -86,7 +90,10 @@ impl Acknowledgment {
         if i.offsets.is_empty() {
             return;
         }
-        let upto = index.saturating_add(1).min(i.offsets.len());
+        let upto = index
+            .saturating_add(1)
+            .min(i.offsets.len())
+            .min(i.nacked_from.load(Ordering::Acquire));
         let before = i.acked.fetch_max(upto, Ordering::AcqRel);
         if i.manual && upto > before {
             for offset in &i.offsets[before..upto] {
@@ -115,6 +122,7 @@ impl Acknowledgment {
         if index > 0 {
             self.acknowledge_up_to(index - 1);
         }
+        i.nacked_from.fetch_min(index, Ordering::AcqRel);
         i.state.request_nack(i.epoch, *offset, delay);
     }
 }
@@ -149,8 +157,18 @@ mod tests {
                 manual: false,
                 offsets,
                 acked: AtomicUsize::new(0),
+                nacked_from: AtomicUsize::new(usize::MAX),
             })),
         }
+    }
+
+    #[test]
+    fn acknowledging_after_a_nack_does_not_cover_the_redelivered_records() {
+        let a = ack(vec![10, 11, 12, 13, 14]);
+        a.nack_from(2, Duration::ZERO);
+        a.acknowledge();
+        let acked = a.inner.as_ref().map(|i| i.acked.load(Ordering::Acquire));
+        assert_eq!(acked, Some(2), "only the records before the nacked one");
     }
 
     #[test]

@@ -34,6 +34,9 @@ struct Assigned {
     dispatched: u64,
 }
 
+/// The partitions of a commit in flight, each with its full-seek generation when sent.
+type InFlight = Vec<(Arc<PartitionState>, u64)>;
+
 /// What the poll loop and the rebalance callback (same thread) share.
 pub(crate) struct ConsumerCore {
     pub(crate) name: String,
@@ -53,8 +56,10 @@ pub(crate) struct ConsumerCore {
     /// Asynchronous commits go through it, one at a time (see [`CommitQueue`]). Installed by
     /// the poll loop and always dropped before the consumer.
     commits: Mutex<Option<CommitQueue>>,
-    /// An asynchronous commit was sent and its outcome has not come back yet.
-    commit_in_flight: AtomicBool,
+    /// The partitions (state and full-seek generation when sent) of the asynchronous commit
+    /// whose outcome has not come back yet; `None` when none is in flight. An outcome applies
+    /// only to the same state in the same generation (not to a re-assignment or after a seek).
+    in_flight: Mutex<Option<InFlight>>,
 }
 
 impl ConsumerCore {
@@ -80,7 +85,7 @@ impl ConsumerCore {
             assigned: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             commits: Mutex::new(None),
-            commit_in_flight: AtomicBool::new(false),
+            in_flight: Mutex::new(None),
         }
     }
 
@@ -303,10 +308,13 @@ impl ConsumerCore {
     /// the one in flight, if any).
     fn settle_commits(&self, wait: Duration) {
         let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(queue) = commits.as_ref() else {
-            return;
-        };
-        let mut timeout = if self.commit_in_flight.load(Ordering::Acquire) {
+        if let Some(queue) = commits.as_ref() {
+            self.settle_with(queue, wait);
+        }
+    }
+
+    fn settle_with(&self, queue: &CommitQueue, wait: Duration) {
+        let mut timeout = if self.commit_in_flight() {
             wait
         } else {
             Duration::ZERO
@@ -315,24 +323,45 @@ impl ConsumerCore {
             self.apply_commit_outcome(&outcome);
             timeout = Duration::ZERO;
         }
+        if self.commit_in_flight() && !wait.is_zero() {
+            // librdkafka defers a commit while it has no coordinator and retries one that
+            // timed out; if it lands after the synchronous commit that follows, the group's
+            // offset moves back (duplicates after a restart, never a loss).
+            tracing::warn!(consumer = %self.name, ?wait, "an asynchronous commit is still unanswered; committing synchronously anyway");
+        }
+    }
+
+    fn commit_in_flight(&self) -> bool {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
     }
 
     fn apply_commit_outcome(&self, outcome: &CommitOutcome) {
-        self.commit_in_flight.store(false, Ordering::Release);
-        for a in self.assigned().iter() {
+        let sent = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_default();
+        for (state, generation) in sent {
+            if state.epoch_and_generation().1 != generation {
+                continue; // seeked since: the positions it confirmed are gone
+            }
             let Some((_, _, offset, perr)) = outcome
                 .partitions
                 .iter()
-                .find(|(t, p, _, _)| *p == a.state.partition && t.as_str() == &*a.state.topic)
+                .find(|(t, p, _, _)| *p == state.partition && t.as_str() == &*state.topic)
             else {
                 continue;
             };
             match outcome.error.or(*perr) {
-                None => a.state.offsets.confirmed(*offset),
+                None => state.offsets.confirmed(*offset),
                 Some(e) => {
-                    tracing::warn!(consumer = %self.name, topic = %a.state.topic, partition = a.state.partition,
+                    tracing::warn!(consumer = %self.name, topic = %state.topic, partition = state.partition,
                         offset, error = ?e, "asynchronous commit failed; will commit again");
-                    a.state.offsets.commit_failed();
+                    state.offsets.commit_failed();
                 }
             }
         }
@@ -340,20 +369,20 @@ impl ConsumerCore {
 
     /// Sends an asynchronous commit of what the ack mode allows, unless one is in flight (the
     /// next turn carries the newer offsets). Without a commit queue, rdkafka's own commit.
+    /// Returns whether a commit went out.
     fn commit_async(
         &self,
         consumer: &BaseConsumer<CoreContext>,
         assigned: &[Assigned],
         offset_of: impl Fn(&PartitionState) -> Option<i64>,
-    ) {
+    ) -> bool {
         let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
         let Some(queue) = commits.as_ref() else {
             drop(commits);
-            commit(consumer, &self.name, assigned, CommitMode::Async, offset_of);
-            return;
+            return commit(consumer, &self.name, assigned, CommitMode::Async, offset_of) > 0;
         };
-        if self.commit_in_flight.load(Ordering::Acquire) {
-            return;
+        if self.commit_in_flight() {
+            return false;
         }
         let mut tpl = TopicPartitionList::new();
         let mut picked = Vec::new();
@@ -368,17 +397,21 @@ impl ConsumerCore {
             }
         }
         if picked.is_empty() {
-            return;
+            return false;
         }
         match queue.commit(consumer, &tpl) {
             Ok(()) => {
-                self.commit_in_flight.store(true, Ordering::Release);
+                let mut sent = Vec::with_capacity(picked.len());
                 for (state, offset) in picked {
                     state.offsets.committed(offset);
+                    sent.push((Arc::clone(state), state.epoch_and_generation().1));
                 }
+                *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent);
+                true
             }
             Err(e) => {
                 tracing::warn!(consumer = %self.name, error = ?e, offsets = %describe(&tpl), "commit failed; will retry");
+                false
             }
         }
     }
@@ -579,8 +612,9 @@ struct CommitSchedule {
 }
 
 impl CommitSchedule {
-    /// Whether this turn may commit (`time`/`count` modes gate; the others always may).
-    fn due(&mut self, assigned: &[Assigned]) -> bool {
+    /// Whether this turn may commit (`time`/`count` modes gate; the others always may), with
+    /// the records finished so far (for [`CommitSchedule::sent`]).
+    fn due(&mut self, assigned: &[Assigned]) -> Option<u64> {
         let finished: u64 = assigned.iter().map(|a| a.state.finished_records()).sum();
         if finished < self.finished_at_last_commit {
             self.finished_at_last_commit = finished; // partitions moved away
@@ -593,16 +627,14 @@ impl CommitSchedule {
             AckMode::CountTime => by_count || by_time,
             _ => true,
         };
-        if due
-            && matches!(
-                self.mode,
-                AckMode::Count | AckMode::Time | AckMode::CountTime
-            )
-        {
-            self.last_commit = Instant::now();
-            self.finished_at_last_commit = finished;
-        }
-        due
+        due.then_some(finished)
+    }
+
+    /// A commit went out: the `time`/`count` modes count from here. (A turn that sent
+    /// nothing, because a commit was in flight, does not use up the schedule.)
+    fn sent(&mut self, finished: u64) {
+        self.last_commit = Instant::now();
+        self.finished_at_last_commit = finished;
     }
 }
 
@@ -707,8 +739,10 @@ pub(crate) fn poll_loop(
         }
         core.settle_commits(Duration::ZERO);
         let assigned = core.assigned();
-        if schedule.due(&assigned) {
-            core.commit_async(&consumer, &assigned, |s| committable(props.ack_mode, s));
+        if let Some(finished) = schedule.due(&assigned) {
+            if core.commit_async(&consumer, &assigned, |s| committable(props.ack_mode, s)) {
+                schedule.sent(finished);
+            }
         }
         resume_drained(&consumer, &core, &assigned, low_water, &budget);
     }
@@ -798,6 +832,8 @@ fn apply_request(
                 Ok(()) => {
                     state.seeked(None, true);
                     state.seek_pending.store(false, Ordering::Release);
+                    // A rewind still owed from a failed nack seek would undo this seek.
+                    rewinds.retain(|r| !Arc::ptr_eq(&r.state, &state));
                     tracing::info!(consumer = %core.name, %topic, partition, ?target, "seeked");
                 }
                 Err(e) if state.seek_pending.load(Ordering::Acquire) => {
@@ -1101,6 +1137,12 @@ fn shutdown(
     deadline: Instant,
 ) -> ConsumerReport {
     let mut report = ConsumerReport::default();
+    // Taken first, so it is dropped before `consumer` on every path (also when unwinding).
+    let commit_queue = core
+        .commits
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
     let assigned = std::mem::take(&mut *core.assigned());
     for a in &assigned {
         a.state.stop.cancel();
@@ -1113,14 +1155,30 @@ fn shutdown(
         }
     }
     // The asynchronous commit in flight, if any, must not land after the last one.
-    core.settle_commits(
-        deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_secs(1)),
-    );
-    commit(&consumer, &core.name, &assigned, CommitMode::Sync, |s| {
-        s.offsets.pending_unconfirmed()
-    });
+    if let Some(queue) = &commit_queue {
+        core.settle_with(
+            queue,
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1)),
+        );
+    }
+    // The last commit is worth a few tries: a transient error (a request timeout, the
+    // coordinator moving) would otherwise leave finished records to be redelivered.
+    for attempt in 0..3 {
+        if attempt > 0 {
+            if assigned
+                .iter()
+                .all(|a| a.state.offsets.pending_unconfirmed().is_none())
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        commit(&consumer, &core.name, &assigned, CommitMode::Sync, |s| {
+            s.offsets.pending_unconfirmed()
+        });
+    }
     for a in &assigned {
         match a.state.offsets.pending_unconfirmed() {
             Some(_) => report.commit_failures += 1,
@@ -1134,10 +1192,7 @@ fn shutdown(
         report.redeliverable += a.dispatched.saturating_sub(finished);
     }
     // The commit queue goes before the consumer (librdkafka's handle must outlive it).
-    core.commits
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    drop(commit_queue);
     // Dropping the consumer closes it: final revoke (a no-op now), leave group.
     drop(consumer);
     report

@@ -229,8 +229,33 @@ impl PartitionState {
         }
     }
 
+    /// Records a handler's nack. One from before a seek or rewind (a kept `Acknowledgment`)
+    /// is ignored: it must not replace the nack of the record in hand.
     pub(crate) fn request_nack(&self, epoch: u64, offset: i64, delay: Duration) {
+        let current = lock(&self.epoch);
+        if *current != epoch {
+            tracing::warn!(topic = %self.topic, partition = self.partition, offset,
+                "nack of a record from before a seek or rewind ignored (call nack before the handler returns)");
+            return;
+        }
         *lock(&self.nack) = Some((epoch, NackRequest { offset, delay }));
+    }
+
+    /// The ack mode allows committing what finished, if no seek happened since `epoch` (a
+    /// seek resets the positions; a stale "finished" must not be written back over them).
+    fn ack_finished_at(&self, epoch: u64) {
+        let current = lock(&self.epoch);
+        if *current == epoch {
+            self.offsets.ack_finished();
+        }
+    }
+
+    /// Where delivery resumes if a seek fails, unless a seek happened since `epoch`.
+    fn resume_from(&self, epoch: u64, offset: i64) {
+        let current = lock(&self.epoch);
+        if *current == epoch {
+            self.resume_at.store(offset, Ordering::Release);
+        }
     }
 
     fn take_nack(&self, epoch: u64) -> Option<NackRequest> {
@@ -404,7 +429,7 @@ impl Worker {
             }
             // End of a poll cycle's batch: batch-like modes may now commit what finished.
             if !matches!(self.ack_mode, AckMode::Record | AckMode::ManualImmediate) {
-                self.state.offsets.ack_finished();
+                self.state.ack_finished_at(chunk.epoch);
             }
         }
         // Whatever is still queued is dropped unfinished; it was never committed.
@@ -469,13 +494,13 @@ impl Worker {
                 }
             }
             if self.ack_mode == AckMode::ManualImmediate {
-                self.state.offsets.ack_finished();
+                self.state.ack_finished_at(epoch);
             }
         } else {
             self.state
                 .finish(epoch, last, self.ack_mode == AckMode::Record);
         }
-        self.state.resume_at.store(last + 1, Ordering::Release);
+        self.state.resume_from(epoch, last + 1);
         true
     }
 
@@ -491,7 +516,7 @@ impl Worker {
             if self.manual() {
                 self.state.manual_dispatch(record.offset);
             }
-            self.state.resume_at.store(record.offset, Ordering::Release);
+            self.state.resume_from(chunk.epoch, record.offset);
             let outcome = self
                 .with_retries(record.offset, || {
                     std::panic::catch_unwind(AssertUnwindSafe(|| f(record, &self.cx)))
@@ -516,7 +541,7 @@ impl Worker {
         };
         let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
         if let Some(first) = offsets.first() {
-            self.state.resume_at.store(*first, Ordering::Release);
+            self.state.resume_from(chunk.epoch, *first);
         }
         if self.manual() {
             for &o in &offsets {
@@ -715,6 +740,15 @@ mod tests {
         s.seeked(Some(0), true);
         s.manual_ack(generation, 2);
         assert_eq!(s.offsets.pending_finished(), None);
+    }
+
+    #[test]
+    fn a_nack_from_before_a_rewind_cannot_replace_the_current_one() {
+        let s = state();
+        s.seeked(Some(3), false); // epoch 1
+        s.request_nack(1, 4, Duration::ZERO);
+        s.request_nack(0, 2, Duration::ZERO); // a kept Acknowledgment from epoch 0
+        assert_eq!(s.take_nack(1).map(|r| r.offset), Some(4));
     }
 
     #[test]
