@@ -14,22 +14,6 @@ use rdkafka::Message;
 
 const ORDERS: usize = 10_000;
 
-fn orders_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("ORDERS_BIN") {
-        return PathBuf::from(p);
-    }
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/orders");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p orders` first (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
-
 /// A running `orders` process; killed if the test panics before stopping it, so a failed test
 /// never leaves a service behind (or a pipe held open under `cargo test | tee`).
 struct Service(Child);

@@ -101,8 +101,14 @@ async fn nack_under_a_backlog(bs: String, mode: &'static str) {
     })
     .await;
     // During the delay nothing at or after the nacked offset may be committed: a crash now
-    // would otherwise lose the nacked record and everything handled behind it.
+    // would otherwise lose the nacked record and everything handled behind it. The commit is
+    // sampled every 100 ms until the redelivery (3 s delay; 60 s deadline).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{mode}: the nacked record was never redelivered"
+        );
         // Read the commit first: if the redelivery has not happened after the read, it had not
         // happened before it either.
         let committed = committed_offsets(&bs, &group, &topic, 1).await;
@@ -419,7 +425,12 @@ async fn records_waiting_for_a_slow_handler_stay_within_the_byte_budget() {
     // 30 MiB wait behind a handler that takes 10 ms per record: without a byte budget the
     // container would take all of it (2,000 records per partition before pausing).
     let mut peak = 0;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while distinct_keys(&topic) < 120 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every big record was handled within 120 s"
+        );
         peak = peak.max(container.buffered_bytes());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -264,16 +264,6 @@ async fn a_principal_without_acls_gets_an_authorization_error_naming_the_topic_t
     ]);
 }
 
-fn orders_bin() -> PathBuf {
-    let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/orders");
-    assert!(
-        bin.exists(),
-        "{} not found: run `cargo build -p orders` first (scripts/test does)",
-        bin.display()
-    );
-    bin
-}
-
 fn orders_over_sasl(
     sasl: &str,
     ca: &str,

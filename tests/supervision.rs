@@ -206,7 +206,9 @@ async fn sigkill_during_a_nack_delay_loses_nothing(mode: &str) {
         nacking.first("nacked ").is_some()
     })
     .await;
-    // Let the worker race ahead if it would, and commits go out, then kill -9.
+    // The window is the condition: with the bug, later records are handled and committed in
+    // it (within ~100 ms); with the fix nothing happens, so there is no event to wait for.
+    // 1.5 s of the 30 s delay, then kill -9.
     let until = Instant::now() + Duration::from_millis(1500);
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;

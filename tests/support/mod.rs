@@ -4,6 +4,7 @@
 #![allow(missing_docs, unreachable_pub)]
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -317,4 +318,21 @@ fn wait_blocking(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The `orders` example binary (`ORDERS_BIN`, or `target/debug/orders`); `scripts/test` builds it.
+pub fn orders_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("ORDERS_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug/orders");
+    assert!(
+        bin.exists(),
+        "{} not found: run `cargo build -p orders` first (scripts/test does)",
+        bin.display()
+    );
+    bin
 }

@@ -384,18 +384,7 @@ impl ConsumerCore {
         if self.commit_in_flight() {
             return false;
         }
-        let mut tpl = TopicPartitionList::new();
-        let mut picked = Vec::new();
-        for a in assigned {
-            if let Some(offset) = offset_of(&a.state) {
-                if tpl
-                    .add_partition_offset(&a.state.topic, a.state.partition, Offset::Offset(offset))
-                    .is_ok()
-                {
-                    picked.push((&a.state, offset));
-                }
-            }
-        }
+        let (tpl, picked) = commit_list(assigned, offset_of);
         if picked.is_empty() {
             return false;
         }
@@ -416,23 +405,6 @@ impl ConsumerCore {
         }
     }
 
-    /// The broker confirmed these commits (partitions with an error of their own are not).
-    fn commit_confirmed(&self, offsets: &TopicPartitionList) {
-        for a in self.assigned().iter() {
-            let elem = offsets
-                .elements()
-                .into_iter()
-                .find(|e| e.partition() == a.state.partition && e.topic() == &*a.state.topic);
-            if let Some(e) = elem {
-                match (e.error(), e.offset()) {
-                    (Ok(()), Offset::Offset(o)) => a.state.offsets.confirmed(o),
-                    (Err(_), _) => a.state.offsets.commit_failed(),
-                    _ => {}
-                }
-            }
-        }
-    }
-
     fn commit_failed(&self, offsets: &TopicPartitionList) {
         for a in self.assigned().iter() {
             if offsets
@@ -446,15 +418,12 @@ impl ConsumerCore {
     }
 }
 
-/// Commits `offset_of` for each partition that has one; returns how many partitions it
-/// committed (0 on failure, which is logged).
-fn commit<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    name: &str,
+/// The offsets `offset_of` gives the partitions that have one, as a list to commit and with
+/// the partition each came from.
+fn commit_list(
     partitions: &[Assigned],
-    mode: CommitMode,
     offset_of: impl Fn(&PartitionState) -> Option<i64>,
-) -> usize {
+) -> (TopicPartitionList, Vec<(&Arc<PartitionState>, i64)>) {
     let mut tpl = TopicPartitionList::new();
     let mut picked = Vec::new();
     for a in partitions {
@@ -467,6 +436,19 @@ fn commit<C: ConsumerContext>(
             }
         }
     }
+    (tpl, picked)
+}
+
+/// Commits `offset_of` for each partition that has one; returns how many partitions it
+/// committed (0 on failure, which is logged).
+fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    name: &str,
+    partitions: &[Assigned],
+    mode: CommitMode,
+    offset_of: impl Fn(&PartitionState) -> Option<i64>,
+) -> usize {
+    let (tpl, picked) = commit_list(partitions, offset_of);
     if picked.is_empty() {
         return 0;
     }
@@ -567,12 +549,11 @@ impl ConsumerContext for CoreContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        match result {
-            Ok(()) => self.0.commit_confirmed(offsets),
-            Err(e) => {
-                tracing::warn!(consumer = %self.0.name, error = %e, offsets = %describe(offsets), "asynchronous commit failed; will commit again");
-                self.0.commit_failed(offsets);
-            }
+        // The commits we send report through `CommitQueue` (rdkafka does not route their
+        // results here); this stays for any result that does arrive.
+        if let Err(e) = result {
+            tracing::warn!(consumer = %self.0.name, error = %e, offsets = %describe(offsets), "asynchronous commit failed; will commit again");
+            self.0.commit_failed(offsets);
         }
     }
 }
