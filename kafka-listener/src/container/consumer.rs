@@ -1,10 +1,14 @@
-//! One consumer: a dedicated OS thread that owns the librdkafka consumer and every call on it.
+//! One consumer: a dedicated OS thread that owns the librdkafka consumer and every call on it
+//! except taking records.
 //!
-//! The thread polls, copies records out in per-partition chunks (one channel message per
-//! partition per poll cycle), hands them to the partition workers, pauses partitions whose
-//! queue is full and resumes them once drained, commits what the ack mode allows, and runs the
-//! rebalance protocol inside librdkafka's callback. Handlers never run here, so blocking in the
-//! rebalance callback (waiting for in-flight handlers) is safe.
+//! Each assigned partition's records go to a queue of its own (split off the consumer queue
+//! before the partition is assigned), which the partition's worker drains in chunks; librdkafka
+//! stops fetching a partition whose queue is full, so there is no pausing for back-pressure.
+//! The thread polls the consumer queue for rebalances and errors, applies seeks, nacks and
+//! pauses, commits what the ack mode allows (at most one asynchronous commit in flight, so
+//! commits coalesce), and runs the rebalance protocol inside librdkafka's callback. Handlers
+//! never run here, so blocking in the rebalance callback (waiting for in-flight handlers) is
+//! safe.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,14 +17,11 @@ use std::time::{Duration, Instant};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
-use rdkafka::message::BorrowedMessage;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Message, Offset, TopicPartitionList};
-use tokio::sync::mpsc;
 
-use super::arena::ChunkBuilder;
-use super::ffi::{CommitOutcome, CommitQueue};
-use super::partition::{pause, Chunk, ConsumerRequest, Counters, PartitionState, Worker};
+use super::ffi::{CommitOutcome, CommitQueue, PartitionQueue};
+use super::partition::{pause, ConsumerRequest, Counters, PartitionState, Worker};
 use super::rebalance::{partitions_of, resolve, AssignmentSeeker};
 use super::ContainerProperties;
 use crate::config::AckMode;
@@ -29,9 +30,6 @@ use crate::listener::{Handler, ListenerContext};
 /// A partition assigned to this consumer, seen from the consumer thread.
 struct Assigned {
     state: Arc<PartitionState>,
-    tx: mpsc::UnboundedSender<Chunk>,
-    /// Records handed to the worker since assignment.
-    dispatched: u64,
 }
 
 /// The partitions of a commit in flight, each with its full-seek generation when sent.
@@ -103,7 +101,14 @@ impl ConsumerCore {
         self.assigned.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn assign(&self, tpl: &TopicPartitionList) {
+    /// Takes on newly assigned partitions: splits each one's queue off the consumer queue
+    /// (before librdkafka starts fetching it, so no record goes elsewhere) and starts its
+    /// worker.
+    fn assign<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>, tpl: &TopicPartitionList) {
+        if self.closed.load(Ordering::Acquire) {
+            // Closing: nothing is handled any more, and no queue may outlive the consumer.
+            return;
+        }
         let mut assigned = self.assigned();
         for elem in tpl.elements() {
             let (topic, partition) = (elem.topic(), elem.partition());
@@ -114,7 +119,15 @@ impl ConsumerCore {
                 continue;
             }
             let state = Arc::new(PartitionState::new(Arc::from(topic), partition));
-            let (tx, rx) = mpsc::unbounded_channel();
+            match PartitionQueue::split(consumer, topic, partition, Arc::clone(&state.wake)) {
+                Some(queue) => *state.queue.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue),
+                None => {
+                    // Its records would go to the consumer queue, where nobody takes them;
+                    // the poll loop reports that as a dead consumer (see `stray`).
+                    tracing::error!(consumer = %self.name, %topic, partition,
+                        "could not split the partition's queue off the consumer queue");
+                }
+            }
             let worker = Worker {
                 state: Arc::clone(&state),
                 handler: self.handler,
@@ -123,6 +136,8 @@ impl ConsumerCore {
                 ack_mode: self.props.ack_mode,
                 counters: Arc::clone(&self.counters),
                 requests: self.requests_tx.clone(),
+                max_records: self.props.max_poll_records.max(1),
+                max_bytes: chunk_bytes(&self.props),
             };
             let (listener, what) = (
                 self.name.clone(),
@@ -130,17 +145,13 @@ impl ConsumerCore {
             );
             self.runtime.spawn(async move {
                 use futures::FutureExt as _;
-                let run = std::panic::AssertUnwindSafe(worker.run(rx));
+                let run = std::panic::AssertUnwindSafe(worker.run());
                 if let Err(payload) = run.catch_unwind().await {
                     let cause = super::supervision::panic_message(&*payload);
                     super::supervision::report_death(&listener, &what, &cause);
                 }
             });
-            assigned.push(Assigned {
-                state,
-                tx,
-                dispatched: 0,
-            });
+            assigned.push(Assigned { state });
         }
         tracing::info!(consumer = %self.name, partitions = %describe(tpl), "partitions assigned");
     }
@@ -173,6 +184,7 @@ impl ConsumerCore {
         }
         for a in &revoked {
             a.state.stop.cancel();
+            a.state.wake.notify_one();
         }
         // librdkafka keeps a partition's pause across revoke and re-assignment: lift ours now,
         // or the partition would never be fetched again if it comes back to this consumer.
@@ -189,6 +201,9 @@ impl ConsumerCore {
         }
         let listener = self.props.rebalance_listener.as_deref();
         if lost {
+            for a in &revoked {
+                a.state.release_queue();
+            }
             tracing::warn!(consumer = %self.name, partitions = %describe(tpl),
                 "partitions lost: nothing committed; their unfinished records will be redelivered to the new owner");
             if let Some(l) = listener {
@@ -209,6 +224,7 @@ impl ConsumerCore {
                 tracing::warn!(consumer = %self.name, topic = %a.state.topic, partition = a.state.partition,
                     "revoke: handler still running at kafka.listener.revoke-timeout; its record stays uncommitted and will be redelivered");
             }
+            a.state.release_queue();
         }
         // An asynchronous commit still in flight could land after the synchronous one.
         self.settle_commits(
@@ -268,7 +284,7 @@ impl ConsumerCore {
                 }
             }
         }
-        self.assign(tpl);
+        self.assign(consumer, tpl);
     }
 
     /// Applies the application's pause to partitions that were just assigned, or makes sure
@@ -579,10 +595,6 @@ impl ConsumerReport {
     }
 }
 
-/// The records one poll cycle took, grouped per partition in arrival order, each with the
-/// partition state it was polled under (a revoke during the cycle makes that state stale).
-type Cycle = Vec<(Arc<PartitionState>, ChunkBuilder)>;
-
 /// When the ack mode lets the poll loop commit.
 struct CommitSchedule {
     mode: AckMode,
@@ -633,28 +645,22 @@ fn committable(mode: AckMode, state: &PartitionState) -> Option<i64> {
 
 /// The poll loop. Returns when `stop` is set, after the shutdown protocol.
 pub(crate) fn poll_loop(
-    consumer: BaseConsumer<CoreContext>,
+    consumer: OwnedConsumer,
     stop: &AtomicBool,
     deadline: &Mutex<Option<Instant>>,
 ) -> ConsumerReport {
     let core = Arc::clone(&consumer.context().0);
     let props = Arc::clone(&core.props);
+    // Records go to the partition queues; this thread wakes for rebalances and errors, and
+    // at least this often for requests and commits (so commits coalesce to one per turn).
     let slice = props.poll_timeout.min(Duration::from_millis(100));
-    let max = props.max_poll_records.max(1);
-    // Pausing makes librdkafka drop the partition's prefetched records (fetched again on
-    // resume), so pause late and resume late: a chunk or two in the queue is normal flow.
-    let high_water = (4 * max).max(2_000);
-    let low_water = high_water / 4;
-    let budget = ByteBudget::of(&props);
-    let single_topic =
-        props.topics.len() == 1 && props.topic_pattern.is_none() && props.partitions.is_empty();
     let requests = core
         .requests_rx
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .take();
-    // Dropped before the consumer on every path (also when this thread unwinds).
-    let _commit_queue = CommitQueueGuard::install(&consumer, &core);
+    // Dropped before the consumer on every path (see `OwnedConsumer`).
+    *core.commits.lock().unwrap_or_else(|p| p.into_inner()) = CommitQueue::new(&consumer);
     let mut schedule = CommitSchedule {
         mode: props.ack_mode,
         ack_count: props.ack_count.max(1),
@@ -668,8 +674,8 @@ pub(crate) fn poll_loop(
     let mut rewinds: Vec<Rewind> = Vec::new();
     // An authorization error was reported (once).
     let mut denied = false;
-    // Chunks of this cycle, in arrival order: (partition index key, records).
-    let mut cycle: Cycle = Vec::new();
+    // A record arrived on the consumer queue (reported once).
+    let mut strays = false;
 
     while !stop.load(Ordering::Acquire) {
         if let Some(requests) = &requests {
@@ -682,8 +688,7 @@ pub(crate) fn poll_loop(
         }
         resume_nacked(&consumer, &core.name, &mut nacked);
         let mut timeout = slice;
-        let mut taken = 0;
-        while taken < max {
+        loop {
             match consumer.poll(timeout) {
                 None => break,
                 Some(Err(e)) => {
@@ -709,14 +714,10 @@ pub(crate) fn poll_loop(
                     break;
                 }
                 Some(Ok(message)) => {
-                    route(&message, &mut cycle, &core, single_topic);
-                    taken += 1;
+                    stray(&core, &message, &mut strays);
                     timeout = Duration::ZERO;
                 }
             }
-        }
-        if !cycle.is_empty() {
-            dispatch(&consumer, &core, &mut cycle, high_water, &budget);
         }
         core.settle_commits(Duration::ZERO);
         let assigned = core.assigned();
@@ -725,7 +726,6 @@ pub(crate) fn poll_loop(
                 schedule.sent(finished);
             }
         }
-        resume_drained(&consumer, &core, &assigned, low_water, &budget);
     }
     let deadline = deadline
         .lock()
@@ -734,19 +734,80 @@ pub(crate) fn poll_loop(
     shutdown(consumer, &core, deadline)
 }
 
-/// Owns the consumer's [`CommitQueue`] in [`ConsumerCore::commits`] and drops it before the
-/// consumer: a guard declared after the consumer is dropped first.
-struct CommitQueueGuard(Arc<ConsumerCore>);
-
-impl CommitQueueGuard {
-    fn install(consumer: &BaseConsumer<CoreContext>, core: &Arc<ConsumerCore>) -> Self {
-        *core.commits.lock().unwrap_or_else(|p| p.into_inner()) = CommitQueue::new(consumer);
-        CommitQueueGuard(Arc::clone(core))
+/// A record on the consumer queue: every assigned partition has a queue of its own, so this
+/// means a split failed. Nobody handles such records, so nothing after one may be committed:
+/// its partition takes nothing more (its worker stops) and the consumer is reported dead
+/// (the process shuts down and exits non-zero; the record is redelivered after a restart).
+fn stray(
+    core: &ConsumerCore,
+    message: &rdkafka::message::BorrowedMessage<'_>,
+    reported: &mut bool,
+) {
+    let (topic, partition, offset) = (message.topic(), message.partition(), message.offset());
+    let state = core
+        .assigned()
+        .iter()
+        .find(|a| a.state.partition == partition && &*a.state.topic == topic)
+        .map(|a| Arc::clone(&a.state));
+    if let Some(state) = state {
+        state.seek_pending.store(true, Ordering::Release);
+        state.stop.cancel();
+        state.wake.notify_one();
+    }
+    if !std::mem::replace(reported, true) {
+        super::supervision::report_death(
+            &core.props.listener_id,
+            &format!("consumer {}", core.name),
+            &format!("record {topic}-{partition}@{offset} arrived on the consumer queue instead of its partition's queue; nothing from it on is handled or committed"),
+        );
     }
 }
 
-impl Drop for CommitQueueGuard {
+/// The bytes a worker takes in one chunk (`max-buffered-bytes` / 8, at least 64 KiB).
+fn chunk_bytes(props: &ContainerProperties) -> usize {
+    (props.max_buffered_bytes / 8).max(64 << 10)
+}
+
+/// The consumer together with what must be destroyed before it: its [`CommitQueue`] and
+/// the partition queues split off it (librdkafka's handle must outlive every queue taken
+/// from it). Fields drop in order, so the guard runs before the consumer on every path:
+/// normal shutdown, a consumer thread that unwinds, and a start that failed half-way.
+pub(crate) struct OwnedConsumer {
+    _release: ReleaseFirst,
+    consumer: BaseConsumer<CoreContext>,
+}
+
+impl OwnedConsumer {
+    pub(crate) fn new(consumer: BaseConsumer<CoreContext>) -> Self {
+        OwnedConsumer {
+            _release: ReleaseFirst(Arc::clone(&consumer.context().0)),
+            consumer,
+        }
+    }
+}
+
+impl std::ops::Deref for OwnedConsumer {
+    type Target = BaseConsumer<CoreContext>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.consumer
+    }
+}
+
+/// See [`OwnedConsumer`].
+struct ReleaseFirst(Arc<ConsumerCore>);
+
+impl Drop for ReleaseFirst {
     fn drop(&mut self) {
+        // No queue is split from here on (librdkafka may still call the rebalance callback
+        // while the consumer closes).
+        self.0.closed.store(true, Ordering::Release);
+        let assigned = std::mem::take(&mut *self.0.assigned());
+        for a in &assigned {
+            a.state.stop.cancel();
+            a.state.wake.notify_one();
+            a.state.release_queue();
+        }
         self.0
             .commits
             .lock()
@@ -806,13 +867,10 @@ fn apply_request(
             let Some(state) = state else {
                 return; // another consumer of the container owns it, or nobody does
             };
-            let result = resolve(consumer, &topic, partition, target).and_then(|offset| {
-                consumer.seek(&topic, partition, offset, Duration::from_secs(10))
-            });
+            let result = resolve(consumer, &topic, partition, target)
+                .and_then(|offset| seek_locked(consumer, &state, offset, None, true));
             match result {
                 Ok(()) => {
-                    state.seeked(None, true);
-                    state.seek_pending.store(false, Ordering::Release);
                     // A rewind still owed from a failed nack seek would undo this seek.
                     rewinds.retain(|r| !Arc::ptr_eq(&r.state, &state));
                     tracing::info!(consumer = %core.name, %topic, partition, ?target, "seeked");
@@ -840,6 +898,7 @@ fn apply_request(
                             tracing::error!(consumer = %core.name, %topic, partition, ?target, error = %e,
                                 "seek failed; the partition goes on from where it was");
                             state.seek_pending.store(false, Ordering::Release);
+                            state.wake.notify_one();
                         }
                     }
                 }
@@ -902,15 +961,14 @@ impl Rewind {
                 tracing::warn!(consumer = %core.name, error = %e, "pausing a partition to rewind it failed");
             }
         }
-        match consumer.seek(
-            &state.topic,
-            state.partition,
+        match seek_locked(
+            consumer,
+            state,
             Offset::Offset(self.offset),
-            Duration::from_secs(10),
+            Some(self.offset),
+            false,
         ) {
             Ok(()) => {
-                state.seeked(Some(self.offset), false);
-                state.seek_pending.store(false, Ordering::Release);
                 tracing::info!(consumer = %core.name, topic = %state.topic, partition = state.partition,
                     offset = self.offset, delay = ?self.delay, "{}: partition rewound and paused", self.why);
                 nacked.retain(|(s, _)| !Arc::ptr_eq(s, state));
@@ -930,6 +988,31 @@ impl Rewind {
             }
         }
     }
+}
+
+/// Seeks a partition while holding its queue, so its worker takes nothing in between: every
+/// chunk it takes carries the epoch of the position its records came from (librdkafka drops
+/// records fetched before the seek). On success the partition's trackers start over
+/// ([`PartitionState::seeked`]), a pending seek is cleared and the worker woken.
+fn seek_locked<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    state: &PartitionState,
+    offset: Offset,
+    rewind_to: Option<i64>,
+    full: bool,
+) -> KafkaResult<()> {
+    let queue = state.queue.lock().unwrap_or_else(|p| p.into_inner());
+    consumer.seek(
+        &state.topic,
+        state.partition,
+        offset,
+        Duration::from_secs(10),
+    )?;
+    state.seeked(rewind_to, full);
+    state.seek_pending.store(false, Ordering::Release);
+    drop(queue);
+    state.wake.notify_one();
+    Ok(())
 }
 
 /// Retries the rewinds that failed before and are due.
@@ -966,157 +1049,9 @@ fn resume_nacked(
     }
 }
 
-/// Appends a message to this cycle's chunk for its partition.
-fn route(
-    message: &BorrowedMessage<'_>,
-    cycle: &mut Cycle,
-    core: &ConsumerCore,
-    single_topic: bool,
-) {
-    let partition = message.partition();
-    // Messages arrive in runs per partition: check the last chunk first. With one topic the
-    // partition alone identifies the chunk (`topic()` costs a UTF-8 check per call).
-    let found = cycle.iter().rposition(|(state, _)| {
-        state.partition == partition && (single_topic || *state.topic == *message.topic())
-    });
-    let index = match found {
-        Some(i) => i,
-        None => {
-            let topic = message.topic();
-            let state = core
-                .assigned()
-                .iter()
-                .find(|a| a.state.partition == partition && *a.state.topic == *topic)
-                .map(|a| Arc::clone(&a.state));
-            // Not assigned (any more): not ours to handle or commit.
-            let Some(state) = state else { return };
-            cycle.push((state, ChunkBuilder::new()));
-            cycle.len() - 1
-        }
-    };
-    cycle[index].1.push(message);
-}
-
-/// The memory budget in bytes (`kafka.listener.max-buffered-bytes`).
-struct ByteBudget {
-    /// A partition whose queue holds this many bytes is paused.
-    partition: usize,
-    /// When the container's queues together hold this many bytes, every partition that
-    /// receives more is paused.
-    container: usize,
-}
-
-impl ByteBudget {
-    fn of(props: &ContainerProperties) -> Self {
-        let per_consumer = props.max_buffered_bytes.max(1);
-        ByteBudget {
-            partition: (per_consumer / 4).max(1),
-            container: per_consumer.saturating_mul(props.concurrency.max(1) as usize),
-        }
-    }
-}
-
-/// Hands each chunk to its partition's worker; pauses partitions whose queue is full (in
-/// records or in bytes), or all that receive more when the container's budget is spent.
-fn dispatch(
-    consumer: &BaseConsumer<CoreContext>,
-    core: &ConsumerCore,
-    cycle: &mut Cycle,
-    high_water: usize,
-    budget: &ByteBudget,
-) {
-    let mut assigned = core.assigned();
-    let mut to_pause = TopicPartitionList::new();
-    for (state, builder) in cycle.drain(..) {
-        let Some(a) = assigned.iter_mut().find(|a| Arc::ptr_eq(&a.state, &state)) else {
-            // Revoked while this cycle was being polled (even if assigned again since: the new
-            // assignment fetches from the committed offset): not ours, never committed here.
-            continue;
-        };
-        let len = builder.len();
-        let bytes = builder.bytes();
-        let records = builder.build(&state.topic, state.partition);
-        let (epoch, generation) = a.state.epoch_and_generation();
-        let chunk = Chunk {
-            epoch,
-            generation,
-            bytes,
-            records,
-        };
-        let queued = a.state.queued.fetch_add(len, Ordering::AcqRel) + len;
-        let queued_bytes = a.state.queued_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes;
-        let total = core
-            .counters
-            .buffered_bytes
-            .fetch_add(bytes, Ordering::AcqRel)
-            + bytes;
-        if a.tx.send(chunk).is_err() {
-            a.state.queued.fetch_sub(len, Ordering::AcqRel);
-            a.state.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
-            core.counters
-                .buffered_bytes
-                .fetch_sub(bytes, Ordering::AcqRel);
-            continue;
-        }
-        a.dispatched += len as u64;
-        let full =
-            queued >= high_water || queued_bytes >= budget.partition || total >= budget.container;
-        if full
-            && a.state
-                .paused
-                .fetch_or(pause::BACKPRESSURE, Ordering::AcqRel)
-                == 0
-        {
-            let _ = to_pause.add_partition(&state.topic, state.partition);
-        }
-    }
-    if to_pause.count() > 0 {
-        if let Err(e) = consumer.pause(&to_pause) {
-            tracing::warn!(consumer = %core.name, error = %e, "pausing a full partition failed");
-        } else {
-            tracing::debug!(consumer = %core.name, partitions = %describe(&to_pause), "back-pressure: paused");
-        }
-    }
-}
-
-fn resume_drained<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    core: &ConsumerCore,
-    assigned: &[Assigned],
-    low_water: usize,
-    budget: &ByteBudget,
-) {
-    let name = &core.name;
-    if core.counters.buffered_bytes.load(Ordering::Acquire) > budget.container / 4 * 3 {
-        return; // the container's budget is still mostly spent
-    }
-    let mut tpl = TopicPartitionList::new();
-    for a in assigned {
-        if a.state.paused.load(Ordering::Acquire) & pause::BACKPRESSURE != 0
-            && a.state.queued.load(Ordering::Acquire) < low_water
-            && a.state.queued_bytes.load(Ordering::Acquire) < budget.partition / 4
-            && a.state
-                .paused
-                .fetch_and(!pause::BACKPRESSURE, Ordering::AcqRel)
-                == pause::BACKPRESSURE
-        {
-            let _ = tpl.add_partition(&a.state.topic, a.state.partition);
-        }
-    }
-    if tpl.count() > 0 {
-        if let Err(e) = consumer.resume(&tpl) {
-            tracing::warn!(consumer = %name, error = %e, "resuming a drained partition failed");
-        }
-    }
-}
-
 /// Shutdown protocol for one consumer: stop every worker, wait for in-flight handlers until
 /// the deadline, commit everything finished synchronously, then close (leave the group).
-fn shutdown(
-    consumer: BaseConsumer<CoreContext>,
-    core: &ConsumerCore,
-    deadline: Instant,
-) -> ConsumerReport {
+fn shutdown(consumer: OwnedConsumer, core: &ConsumerCore, deadline: Instant) -> ConsumerReport {
     let mut report = ConsumerReport::default();
     // Taken first, so it is dropped before `consumer` on every path (also when unwinding).
     let commit_queue = core
@@ -1127,6 +1062,7 @@ fn shutdown(
     let assigned = std::mem::take(&mut *core.assigned());
     for a in &assigned {
         a.state.stop.cancel();
+        a.state.wake.notify_one();
     }
     for a in &assigned {
         if !a.state.wait_exited(deadline) {
@@ -1134,6 +1070,7 @@ fn shutdown(
             tracing::warn!(consumer = %core.name, topic = %a.state.topic, partition = a.state.partition,
                 "shutdown: handler still running at kafka.listener.shutdown-timeout; its record is not committed and will be redelivered");
         }
+        a.state.release_queue();
     }
     // The asynchronous commit in flight, if any, must not land after the last one.
     if let Some(queue) = &commit_queue {
@@ -1170,7 +1107,7 @@ fn shutdown(
     core.closed.store(true, Ordering::Release);
     for a in &assigned {
         let finished = a.state.finished_records();
-        report.redeliverable += a.dispatched.saturating_sub(finished);
+        report.redeliverable += a.state.taken_records().saturating_sub(finished);
     }
     // The commit queue goes before the consumer (librdkafka's handle must outlive it).
     drop(commit_queue);
@@ -1205,7 +1142,7 @@ pub(crate) fn attach(
                 tpl.set_partition_offset(&p.topic, p.partition, offset)?;
             }
         }
-        core.assign(&tpl);
+        core.assign(consumer, &tpl);
         consumer.assign(&tpl)?;
         core.apply_user_pause(consumer, &tpl);
         return Ok(());

@@ -8,7 +8,7 @@
 //! ```
 
 mod ack;
-mod arena;
+mod chunk;
 mod consumer;
 mod ffi;
 mod offsets;
@@ -159,11 +159,17 @@ impl ContainerProperties {
                 config.set("group.instance.id", format!("{id}-{index}"));
             }
         }
-        // librdkafka's prefetch is bounded in bytes too: by default half the budget (its own
-        // default, 64 MiB per consumer, would come on top of ours).
+        // Each partition has a queue of its own (see `ffi::PartitionQueue`), and librdkafka's
+        // prefetch limits then apply per partition: by default an eighth of the byte budget
+        // (its own default, 64 MiB, and 100,000 records per partition would dwarf ours), and
+        // enough records for several chunks.
         if self.get("queued.max.messages.kbytes").is_none() {
-            let kbytes = (self.max_buffered_bytes / 2 / 1024).clamp(1, 2_097_151);
+            let kbytes = (self.max_buffered_bytes / 8 / 1024).clamp(1024, 2_097_151);
             config.set("queued.max.messages.kbytes", kbytes.to_string());
+        }
+        if self.get("queued.min.messages").is_none() {
+            let records = (self.max_poll_records * 10).clamp(1_000, 10_000_000);
+            config.set("queued.min.messages", records.to_string());
         }
         // librdkafka idles a partition for fetch.queue.backoff.ms (default 1s) once its
         // prefetch queue is full; a consumer slightly slower than the fetcher then stalls.
@@ -459,6 +465,7 @@ impl ListenerContainer {
                     origin: None,
                     source,
                 })?;
+            let consumer = consumer::OwnedConsumer::new(consumer);
             consumer::attach(
                 &consumer,
                 &core,

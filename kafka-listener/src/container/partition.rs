@@ -1,4 +1,5 @@
-//! Partition workers: one async task per assigned partition, taking its records in order.
+//! Partition workers: one async task per assigned partition, taking its records in order
+//! straight from the partition's own librdkafka queue (see [`PartitionQueue`]).
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
@@ -7,21 +8,24 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
-use tokio::sync::mpsc;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::chunk::ChunkBuilder;
+use super::ffi::PartitionQueue;
 use super::offsets::{PartitionOffsets, UNSET};
 use crate::config::AckMode;
 use crate::error_handler::{panic_error, recover, Failure, RetryPolicy};
 use crate::listener::{ConsumerRecord, Handler, HandlerFuture, ListenerContext};
 use crate::BoxError;
 
-/// The records of one partition from one poll cycle, stamped with the partition's seek epoch
-/// at dispatch: records fetched before a seek are stale after it and are dropped unhandled.
+/// Records of one partition taken from its queue at once, stamped with the partition's seek
+/// epoch when taken: records fetched before a seek are stale after it and are dropped
+/// unhandled.
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub(crate) epoch: u64,
-    /// The partition's full-seek generation at dispatch (for manual acknowledgements).
+    /// The partition's full-seek generation when taken (for manual acknowledgements).
     pub(crate) generation: u64,
     /// Key, value and header bytes of the records (for the memory budget).
     pub(crate) bytes: usize,
@@ -30,8 +34,6 @@ pub(crate) struct Chunk {
 
 /// Why a partition is paused; it is resumed when no reason is left.
 pub(crate) mod pause {
-    /// Its queue is full (back-pressure).
-    pub(crate) const BACKPRESSURE: u8 = 1;
     /// A `nack` delay is running.
     pub(crate) const NACK: u8 = 2;
     /// The container was paused by the application.
@@ -73,6 +75,8 @@ pub(crate) struct PartitionState {
     /// Seek epoch; the lock also orders completions against seeks (a completion of a record
     /// from before a seek must not land in the tracker after the seek reset it).
     epoch: Mutex<u64>,
+    /// The epoch, readable without the lock (written under it): the worker's per-record check.
+    epoch_now: AtomicU64,
     /// Bumped (under the epoch lock) only by a full seek, which forgets every position; a
     /// nack's rewind keeps the positions before it, so acknowledgements taken before a nack
     /// still count (see [`PartitionState::manual_ack`]).
@@ -83,7 +87,19 @@ pub(crate) struct PartitionState {
     resume_at: AtomicI64,
     manual: Mutex<ManualTracker>,
     nack: Mutex<Option<(u64, NackRequest)>>,
-    /// Records handed to the worker and not yet finished or dropped.
+    /// A nack is recorded in `nack` (so the worker locks it only then).
+    nacked: AtomicBool,
+    /// The partition's own librdkafka queue, taken out (and destroyed) by the consumer thread
+    /// on revoke and shutdown, always before the consumer. The lock also orders the worker's
+    /// takes against seeks: a seek and its epoch bump happen under it, so every chunk carries
+    /// the epoch of the position its records came from.
+    pub(crate) queue: Mutex<Option<PartitionQueue>>,
+    /// Wakes the worker: records arrived (librdkafka's callback), a seek was applied, or the
+    /// partition stops.
+    pub(crate) wake: Arc<Notify>,
+    /// Records taken from the queue since assignment.
+    taken: AtomicU64,
+    /// Records taken by the worker and not yet finished or dropped.
     pub(crate) queued: AtomicUsize,
     /// Their key, value and header bytes.
     pub(crate) queued_bytes: AtomicUsize,
@@ -114,6 +130,7 @@ impl PartitionState {
             partition,
             offsets: PartitionOffsets::new(),
             epoch: Mutex::new(0),
+            epoch_now: AtomicU64::new(0),
             generation: AtomicU64::new(0),
             resume_at: AtomicI64::new(UNSET),
             manual: Mutex::new(ManualTracker {
@@ -122,6 +139,10 @@ impl PartitionState {
                 warned: false,
             }),
             nack: Mutex::new(None),
+            nacked: AtomicBool::new(false),
+            queue: Mutex::new(None),
+            wake: Arc::new(Notify::new()),
+            taken: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
             queued_bytes: AtomicUsize::new(0),
             finished_count: AtomicU64::new(0),
@@ -135,7 +156,20 @@ impl PartitionState {
     }
 
     pub(crate) fn epoch(&self) -> u64 {
-        *lock(&self.epoch)
+        self.epoch_now.load(Ordering::Acquire)
+    }
+
+    /// Records taken from the partition's queue since assignment.
+    pub(crate) fn taken_records(&self) -> u64 {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    /// Destroys the partition's queue (consumer thread, before the consumer goes). The worker
+    /// finds it gone and exits.
+    pub(crate) fn release_queue(&self) {
+        let queue = lock(&self.queue).take();
+        drop(queue);
+        self.wake.notify_one();
     }
 
     /// The seek epoch and the full-seek generation, read together.
@@ -157,6 +191,7 @@ impl PartitionState {
     pub(crate) fn seeked(&self, offset: Option<i64>, full: bool) {
         let mut epoch = lock(&self.epoch);
         *epoch += 1;
+        self.epoch_now.store(*epoch, Ordering::Release);
         if full {
             self.generation.fetch_add(1, Ordering::AcqRel);
             self.offsets.reset();
@@ -177,7 +212,8 @@ impl PartitionState {
         }
     }
 
-    /// A record of `epoch` finished (non-manual modes).
+    /// A record of `epoch` finished (non-manual modes), with every record before it the
+    /// worker took; delivery resumes after it if a pending seek fails.
     fn finish(&self, epoch: u64, offset: i64, ack_now: bool) {
         let current = lock(&self.epoch);
         if *current == epoch {
@@ -185,6 +221,7 @@ impl PartitionState {
             if ack_now {
                 self.offsets.ack_finished();
             }
+            self.resume_at.store(offset + 1, Ordering::Release);
         }
     }
 
@@ -239,6 +276,7 @@ impl PartitionState {
             return;
         }
         *lock(&self.nack) = Some((epoch, NackRequest { offset, delay }));
+        self.nacked.store(true, Ordering::Release);
     }
 
     /// The ack mode allows committing what finished, if no seek happened since `epoch` (a
@@ -259,6 +297,9 @@ impl PartitionState {
     }
 
     fn take_nack(&self, epoch: u64) -> Option<NackRequest> {
+        if !self.nacked.swap(false, Ordering::AcqRel) {
+            return None;
+        }
         lock(&self.nack)
             .take()
             .filter(|(e, _)| *e == epoch)
@@ -354,6 +395,10 @@ pub(crate) struct Worker {
     pub(crate) ack_mode: AckMode,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: std::sync::mpsc::Sender<ConsumerRequest>,
+    /// Most records per chunk (`kafka.consumer.max-poll-records`).
+    pub(crate) max_records: usize,
+    /// A chunk stops growing once it holds this many bytes (it always takes one record).
+    pub(crate) max_bytes: usize,
 }
 
 enum Outcome {
@@ -375,12 +420,28 @@ enum ChunkEnd {
     Stopped,
 }
 
+/// What one look at the partition's queue gave.
+enum Take {
+    Chunk(Chunk),
+    /// Nothing now (the queue is empty, or a seek holds it): wait for a wake-up.
+    Nothing,
+    /// The queue was released: the partition left this consumer.
+    Gone,
+}
+
+/// Longest wait without a wake-up before the worker looks at its queue again. A safety net
+/// only: librdkafka's callback and the consumer thread wake it whenever there is work.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
+
+/// Records taken from librdkafka per call.
+const TAKE_STEP: usize = 64;
+
 impl Worker {
     fn manual(&self) -> bool {
         matches!(self.ack_mode, AckMode::Manual | AckMode::ManualImmediate)
     }
 
-    pub(crate) async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Chunk>) {
+    pub(crate) async fn run(mut self) {
         let _exit = ExitGuard(Arc::clone(&self.state));
         self.state
             .immediate
@@ -391,31 +452,34 @@ impl Worker {
             requests: self.requests.clone(),
         }));
         let stop = self.state.stop.clone();
+        let wake = Arc::clone(&self.state.wake);
         loop {
-            let chunk = tokio::select! {
-                biased;
-                () = stop.cancelled() => break,
-                chunk = rx.recv() => match chunk {
-                    Some(chunk) => chunk,
-                    None => break,
-                },
+            if stop.is_cancelled() {
+                break;
+            }
+            // While a nack or a handler's seek waits to be applied, what is in the queue
+            // comes from the old position: leave it there (librdkafka drops it at the seek).
+            let take = if self.state.seek_pending.load(Ordering::Acquire) {
+                Take::Nothing
+            } else {
+                self.take()
             };
-            let end = if chunk.epoch != self.state.epoch()
-                || self.state.seek_pending.load(Ordering::Acquire)
-            {
-                // Fetched before a seek (stale), or a seek is pending: dropped unhandled. If
-                // the seek fails, delivery resumes at the first record the worker never
-                // finished, which may be this chunk's first.
-                if chunk.epoch == self.state.epoch() {
-                    if let Some(first) = chunk.records.first() {
-                        let _ = self.state.resume_at.compare_exchange(
-                            UNSET,
-                            first.offset,
-                            Ordering::AcqRel,
-                            Ordering::Acquire,
-                        );
+            let chunk = match take {
+                Take::Gone => break,
+                Take::Nothing => {
+                    tokio::select! {
+                        biased;
+                        () = stop.cancelled() => break,
+                        () = wake.notified() => {}
+                        () = tokio::time::sleep(IDLE_CHECK) => {}
                     }
+                    continue;
                 }
+                Take::Chunk(chunk) => chunk,
+            };
+            let finished_before = self.state.finished_records();
+            let end = if chunk.epoch != self.state.epoch() {
+                // A seek came between the take and now: these records are from before it.
                 ChunkEnd::Abandoned
             } else {
                 match self.handler {
@@ -424,19 +488,65 @@ impl Worker {
                 }
             };
             self.release(&chunk);
+            self.counters.finished.fetch_add(
+                self.state.finished_records() - finished_before,
+                Ordering::Relaxed,
+            );
             if let ChunkEnd::Stopped = end {
                 break; // the rest is redelivered to whoever owns the partition next
             }
-            // End of a poll cycle's batch: batch-like modes may now commit what finished.
+            // End of a chunk: batch-like modes may now commit what finished.
             if !matches!(self.ack_mode, AckMode::Record | AckMode::ManualImmediate) {
                 self.state.ack_finished_at(chunk.epoch);
             }
         }
-        // Whatever is still queued is dropped unfinished; it was never committed.
-        rx.close();
-        while let Ok(chunk) = rx.try_recv() {
-            self.release(&chunk);
+    }
+
+    /// Takes up to `max_records` records (or `max_bytes`) from the partition's queue without
+    /// waiting, stamped with the epoch of the position they came from.
+    fn take(&self) -> Take {
+        let guard = match self.state.queue.try_lock() {
+            Ok(guard) => guard,
+            // The consumer thread is seeking: it wakes us when done.
+            Err(std::sync::TryLockError::WouldBlock) => return Take::Nothing,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        let Some(queue) = guard.as_ref() else {
+            return Take::Gone;
+        };
+        let (epoch, generation) = self.state.epoch_and_generation();
+        let mut builder = ChunkBuilder::new();
+        let max = self.max_records.max(1);
+        while builder.len() < max && builder.bytes() < self.max_bytes {
+            let want = (max - builder.len()).min(TAKE_STEP);
+            let n = queue.consume(want, |message| match message.error() {
+                None => builder.push(message),
+                Some(error) => tracing::warn!(listener = %self.cx.listener_id,
+                    topic = %self.state.topic, partition = self.state.partition, ?error,
+                    "fetch error from librdkafka"),
+            });
+            if n < want {
+                break; // empty now
+            }
         }
+        drop(guard);
+        let (len, bytes) = (builder.len(), builder.bytes());
+        if len == 0 {
+            return Take::Nothing;
+        }
+        let records = builder.build(&self.state.topic, self.state.partition);
+        self.state.taken.fetch_add(len as u64, Ordering::AcqRel);
+        self.state.queued.fetch_add(len, Ordering::AcqRel);
+        self.state.queued_bytes.fetch_add(bytes, Ordering::AcqRel);
+        self.counters
+            .buffered_bytes
+            .fetch_add(bytes, Ordering::AcqRel);
+        Take::Chunk(Chunk {
+            epoch,
+            generation,
+            bytes,
+            records,
+        })
     }
 
     /// A chunk is done with (finished or dropped): it no longer counts against the budgets.
@@ -453,23 +563,38 @@ impl Worker {
     }
 
     /// After a record or batch finished: commit bookkeeping, or the nack it asked for.
-    /// Returns false if a nack made the rest of the chunk stale.
-    fn complete(&self, chunk: &Chunk, offsets: &[i64], outcome: &Outcome) -> bool {
+    /// Returns false if a nack made the rest of the chunk stale. In batch-like modes the
+    /// position is only noted in `done` (published once per chunk by the caller); `record`
+    /// mode publishes every record.
+    fn complete(
+        &self,
+        chunk: &Chunk,
+        offsets: &[i64],
+        outcome: &Outcome,
+        done: &mut Option<i64>,
+    ) -> bool {
         let Some(&last) = offsets.last() else {
             return true;
         };
         let epoch = chunk.epoch;
         if let Some(request) = self.state.take_nack(epoch) {
             // Nothing after the nacked record may be handled (or become committable) until
-            // the consumer thread has rewound the partition: the worker drops what it has
-            // queued from here on (it is fetched again from the rewound position).
+            // the consumer thread has rewound the partition: the worker takes nothing more
+            // from its queue until then, and drops the rest of this chunk.
             self.state.seek_pending.store(true, Ordering::Release);
             // Everything before the nacked offset finished; it and the rest come again.
             if !self.manual() {
-                if let Some(prev) = offsets.iter().rev().find(|o| **o < request.offset) {
+                let before = offsets
+                    .iter()
+                    .rev()
+                    .find(|o| **o < request.offset)
+                    .copied()
+                    .or(done.filter(|o| *o < request.offset));
+                if let Some(prev) = before {
                     self.state
-                        .finish(epoch, *prev, self.ack_mode == AckMode::Record);
+                        .finish(epoch, prev, self.ack_mode == AckMode::Record);
                 }
+                *done = None;
             }
             let _ = self.requests.send(ConsumerRequest::Nack {
                 state: Arc::clone(&self.state),
@@ -480,9 +605,6 @@ impl Worker {
         self.state
             .finished_count
             .fetch_add(offsets.len() as u64, Ordering::AcqRel);
-        self.counters
-            .finished
-            .fetch_add(offsets.len() as u64, Ordering::Relaxed);
         if self.manual() {
             let recovered = matches!(outcome, Outcome::Recovered);
             for &offset in offsets {
@@ -496,15 +618,35 @@ impl Worker {
             if self.ack_mode == AckMode::ManualImmediate {
                 self.state.ack_finished_at(epoch);
             }
+            self.state.resume_from(epoch, last + 1);
+        } else if self.ack_mode == AckMode::Record {
+            self.state.finish(epoch, last, true);
         } else {
-            self.state
-                .finish(epoch, last, self.ack_mode == AckMode::Record);
+            *done = Some(last);
         }
-        self.state.resume_from(epoch, last + 1);
         true
     }
 
     async fn run_records(&self, f: crate::listener::RecordHandlerFn, chunk: &Chunk) -> ChunkEnd {
+        let mut done = None;
+        let end = self.each_record(f, chunk, &mut done).await;
+        // What finished is published whichever way the chunk ended (a stale epoch makes it
+        // a no-op).
+        if let Some(last) = done {
+            self.state.finish(chunk.epoch, last, false);
+        }
+        end
+    }
+
+    async fn each_record(
+        &self,
+        f: crate::listener::RecordHandlerFn,
+        chunk: &Chunk,
+        done: &mut Option<i64>,
+    ) -> ChunkEnd {
+        if let Some(first) = chunk.records.first() {
+            self.state.resume_from(chunk.epoch, first.offset);
+        }
         for record in &chunk.records {
             if self.state.stop.is_cancelled() {
                 return ChunkEnd::Stopped;
@@ -516,7 +658,6 @@ impl Worker {
             if self.manual() {
                 self.state.manual_dispatch(record.offset);
             }
-            self.state.resume_from(chunk.epoch, record.offset);
             let outcome = self
                 .with_retries(record.offset, || {
                     std::panic::catch_unwind(AssertUnwindSafe(|| f(record, &self.cx)))
@@ -527,7 +668,7 @@ impl Worker {
             if let Outcome::Stopped = outcome {
                 return ChunkEnd::Stopped;
             }
-            if !self.complete(chunk, &[record.offset], &outcome) {
+            if !self.complete(chunk, &[record.offset], &outcome, done) {
                 return ChunkEnd::Abandoned;
             }
         }
@@ -590,11 +731,16 @@ impl Worker {
                 }
             })
             .await;
-        match outcome {
+        let mut done = None;
+        let end = match outcome {
             Outcome::Stopped => ChunkEnd::Stopped,
-            outcome if self.complete(chunk, &offsets, &outcome) => ChunkEnd::Complete,
+            outcome if self.complete(chunk, &offsets, &outcome, &mut done) => ChunkEnd::Complete,
             _ => ChunkEnd::Abandoned,
+        };
+        if let Some(last) = done {
+            self.state.finish(chunk.epoch, last, false);
         }
+        end
     }
 
     /// Runs `start` (extract + call) and awaits it, retrying failures per the policy.

@@ -135,10 +135,6 @@ impl Header {
 }
 
 impl Headers {
-    pub(crate) fn with_capacity(n: usize) -> Self {
-        Headers(Vec::with_capacity(n))
-    }
-
     /// Appends a header; never fails, whatever the name bytes are.
     pub(crate) fn push(&mut self, name: &[u8], value: Option<Bytes>) {
         let (name, raw) = match std::str::from_utf8(name) {

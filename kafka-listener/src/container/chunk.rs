@@ -1,10 +1,11 @@
-//! Copying records out of librdkafka with a few allocations per chunk, not two per record.
+//! Chunks: a partition's records as its worker takes them from librdkafka, copied out with a
+//! few allocations per chunk, not two per record.
 //!
-//! The poll loop copies every key and value of a partition's poll-cycle chunk into a growing
+//! The worker copies every key and value of a chunk into a growing
 //! buffer; when the chunk is handed over, the buffers are frozen and each record's key and
 //! value become slices of them (shared, reference-counted, no further copy). Besides the
-//! allocations themselves this avoids malloc contention between the consumer thread, which
-//! allocated, and the runtime's workers, which free.
+//! allocations themselves this hands librdkafka its message memory back at once (its
+//! prefetch limits count what the application still holds).
 //!
 //! A buffer is closed once it holds [`SEGMENT`] bytes and a new one is started, so a `Bytes`
 //! an application keeps from one record pins at most one segment (256 KiB, or the record
@@ -14,7 +15,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use rdkafka::message::{BorrowedMessage, Headers as _, Message};
 
 use super::ffi;
 use crate::listener::{ConsumerRecord, Headers};
@@ -72,24 +72,21 @@ impl ChunkBuilder {
         self.bytes
     }
 
-    pub(crate) fn push(&mut self, message: &BorrowedMessage<'_>) {
+    pub(crate) fn push(&mut self, message: &ffi::Fetched<'_>) {
         let key = self.copy(message.key());
         let value = self.copy(message.payload());
         // Header names are read as bytes: rdkafka's own iterator panics on a name that is not
         // UTF-8, and any non-Java client can write one.
         let mut headers = Headers::default();
-        if message.headers().is_some() {
-            headers = Headers::with_capacity(message.headers().map_or(0, |h| h.count()));
-            let mut header_bytes = 0;
-            ffi::for_each_header(message, |name, value| {
-                header_bytes += name.len() + value.map_or(0, <[u8]>::len);
-                headers.push(name, value.map(Bytes::copy_from_slice))
-            });
-            self.bytes += header_bytes;
-        }
+        let mut header_bytes = 0;
+        message.for_each_header(|name, value| {
+            header_bytes += name.len() + value.map_or(0, <[u8]>::len);
+            headers.push(name, value.map(Bytes::copy_from_slice))
+        });
+        self.bytes += header_bytes;
         self.records.push(Pending {
             offset: message.offset(),
-            timestamp: message.timestamp().to_millis(),
+            timestamp: message.timestamp(),
             key,
             value,
             headers,
