@@ -146,8 +146,10 @@ mod container;
 mod embedded;
 mod error;
 mod error_handler;
+mod librdkafka_log;
 mod listener;
 mod producer;
+mod registry;
 pub(crate) mod runtime;
 
 pub use container::{
@@ -164,9 +166,8 @@ pub use listener::{
     IntoHandlerResult, Json, Key, ListenerContext, ListenerDefinition, RecordHandlerFn, RecordMeta,
 };
 pub use producer::{ProducerRecord, ProducerTemplate, SendResult};
-pub use runtime::{
-    registry, run, run_with, Application, ApplicationBuilder, ListenerRegistry, ShutdownReport,
-};
+pub use registry::{registry, ListenerRegistry};
+pub use runtime::{run, run_with, Application, ApplicationBuilder, ShutdownReport};
 
 /// Re-exported for users who need librdkafka directly.
 pub use rdkafka;

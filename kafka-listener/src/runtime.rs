@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use std::future::Future;
@@ -22,6 +22,7 @@ use crate::container::{
 use crate::embedded::EmbeddedCluster;
 use crate::error_handler::RetryPolicy;
 use crate::listener::{registered_listeners, ListenerContext, ListenerDefinition};
+use crate::registry::ListenerRegistry;
 use crate::{Error, ProducerTemplate, Result};
 
 /// Command line of a service binary built on [`run`].
@@ -146,7 +147,7 @@ async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let _ = GLOBAL_REGISTRY.set(app.registry().downgrade());
+    crate::registry::set_global(app.registry());
     let background = runner.map(|r| tokio::spawn(r(app.producer().clone())));
     let died = tokio::select! {
         _ = signals.next() => None,
@@ -225,27 +226,6 @@ fn init_tracing() {
         .unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn"));
     // An application that installed its own subscriber keeps it.
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-}
-
-/// Routes librdkafka's log lines into `tracing`.
-pub(crate) fn log_librdkafka(client: &str, level: RDKafkaLogLevel, facility: &str, message: &str) {
-    match level {
-        RDKafkaLogLevel::Emerg
-        | RDKafkaLogLevel::Alert
-        | RDKafkaLogLevel::Critical
-        | RDKafkaLogLevel::Error => {
-            tracing::error!(target: "librdkafka", client, facility, "{message}")
-        }
-        RDKafkaLogLevel::Warning => {
-            tracing::warn!(target: "librdkafka", client, facility, "{message}")
-        }
-        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
-            tracing::info!(target: "librdkafka", client, facility, "{message}")
-        }
-        RDKafkaLogLevel::Debug => {
-            tracing::debug!(target: "librdkafka", client, facility, "{message}")
-        }
-    }
 }
 
 /// Builds an [`Application`]: which configuration, which listeners.
@@ -440,7 +420,7 @@ impl ApplicationBuilder {
                 listener_id: plan.props.listener_id.as_str().into(),
                 producer: Some(producer.clone()),
                 partition: None,
-                registry: Some(registry.downgrade()),
+                registry: Some(registry.handle()),
             };
             let container = ListenerContainer::new(plan.props, plan.handler, cx);
             if plan.auto_startup {
@@ -819,7 +799,7 @@ struct CheckContext {
 
 impl rdkafka::ClientContext for CheckContext {
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
-        log_librdkafka("start-up check", level, fac, log_message);
+        crate::librdkafka_log::log_librdkafka("start-up check", level, fac, log_message);
     }
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
@@ -994,70 +974,6 @@ impl StartupCheck {
     }
 }
 
-/// Every listener container of an [`Application`], by id: look one up to pause, resume, stop
-/// or start it (Spring's `KafkaListenerEndpointRegistry`). Cheap to clone; also an extractor,
-/// so a handler can take `registry: ListenerRegistry`.
-#[derive(Debug, Clone, Default)]
-pub struct ListenerRegistry {
-    containers: Arc<OnceLock<Vec<ListenerContainer>>>,
-}
-
-/// A registry handle that does not keep the containers alive (containers hold one in their
-/// extractor context: a strong one would make a cycle).
-#[derive(Debug, Clone)]
-pub(crate) struct WeakRegistry(std::sync::Weak<OnceLock<Vec<ListenerContainer>>>);
-
-impl WeakRegistry {
-    fn upgrade(&self) -> Option<ListenerRegistry> {
-        self.0
-            .upgrade()
-            .map(|containers| ListenerRegistry { containers })
-    }
-}
-
-impl ListenerRegistry {
-    pub(crate) fn downgrade(&self) -> WeakRegistry {
-        WeakRegistry(Arc::downgrade(&self.containers))
-    }
-
-    /// The container of listener `id`.
-    pub fn container(&self, id: &str) -> Option<ListenerContainer> {
-        self.containers
-            .get()?
-            .iter()
-            .find(|c| c.listener_id() == id)
-            .cloned()
-    }
-
-    /// The listener ids, sorted.
-    pub fn ids(&self) -> Vec<String> {
-        self.containers
-            .get()
-            .map(|all| all.iter().map(|c| c.listener_id().to_owned()).collect())
-            .unwrap_or_default()
-    }
-}
-
-impl crate::listener::FromRecord for ListenerRegistry {
-    fn from_record(
-        _: &crate::ConsumerRecord,
-        cx: &ListenerContext,
-    ) -> std::result::Result<Self, crate::ExtractError> {
-        cx.registry.as_ref().and_then(WeakRegistry::upgrade).ok_or(
-            crate::ExtractError::Unavailable("no ListenerRegistry outside a running Application"),
-        )
-    }
-}
-
-static GLOBAL_REGISTRY: OnceLock<WeakRegistry> = OnceLock::new();
-
-/// The registry of the application started by [`run`] or [`run_with`] (`None` before it
-/// started, after it shut down, or when the application was built with
-/// [`Application::builder`]).
-pub fn registry() -> Option<ListenerRegistry> {
-    GLOBAL_REGISTRY.get().and_then(WeakRegistry::upgrade)
-}
-
 /// A running application: its containers, producer and (if configured) embedded cluster.
 #[derive(Debug)]
 pub struct Application {
@@ -1098,7 +1014,18 @@ impl std::fmt::Display for ShutdownReport {
             f,
             "shutdown in {:.1?}: {} records finished ({} skipped by the recoverer), {} partitions committed, {} records redeliverable, {} commit failures, {} handlers cut off, {} unflushed sends",
             self.elapsed, l.finished, l.recovered, l.committed_partitions, l.redeliverable, l.commit_failures, l.handlers_cut_off, self.unflushed
-        )
+        )?;
+        if l.consumers_not_closed > 0 {
+            write!(
+                f,
+                ", {} consumers not closed in time",
+                l.consumers_not_closed
+            )?;
+        }
+        if l.consumers_died > 0 {
+            write!(f, ", {} consumers died", l.consumers_died)?;
+        }
+        Ok(())
     }
 }
 

@@ -7,7 +7,8 @@
 //!   reading the topic from the beginning until its last record; then the latency runs (a fresh
 //!   topic, records sent at a fixed rate once the consumer owns its partitions). Writes every
 //!   raw result to `target/bench/results-<time>.json` (and `latest.json`), and prints the
-//!   median table in Markdown (also written to `latest.md`).
+//!   table of medians (with the min–max spread of the runs) and the targets in Markdown (also
+//!   written to `latest.md`).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -67,7 +68,7 @@ struct RunArgs {
     /// Quick mode: 100,000 records, 1 run, short latency and sleep runs.
     #[arg(long)]
     quick: bool,
-    /// Runs per contender (default 3; 1 with --quick).
+    /// Runs per contender (default 5; 1 with --quick).
     #[arg(long)]
     runs: Option<usize>,
     /// Records per topic (default 1,000,000; 100,000 with --quick).
@@ -206,6 +207,16 @@ struct RunResult {
 impl RunResult {
     fn cpu_s(&self) -> Option<f64> {
         Some(self.user_s? + self.sys_s?)
+    }
+
+    /// CPU time (user + sys) per record handled, in µs; the records are those `records_per_s`
+    /// counts (for (d), its own prefix of the topic).
+    fn cpu_us_per_record(&self) -> Option<f64> {
+        let records = self.report.as_ref()?.records;
+        if records == 0 {
+            return None;
+        }
+        Some(self.cpu_s()? * 1e6 / records as f64)
     }
 
     fn derive(&mut self) {
@@ -825,7 +836,7 @@ struct Plan {
 
 fn run(args: RunArgs) -> BoxResult<()> {
     let plan = Plan {
-        runs: args.runs.unwrap_or(if args.quick { 1 } else { 3 }),
+        runs: args.runs.unwrap_or(if args.quick { 1 } else { 5 }),
         records: args
             .records
             .unwrap_or(if args.quick { 100_000 } else { 1_000_000 }),
@@ -1032,38 +1043,75 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
+/// Median, smallest and largest over the successful runs.
+#[derive(Clone, Copy)]
+struct Spread {
+    median: f64,
+    min: f64,
+    max: f64,
+    n: usize,
+}
+
+fn spread(v: Vec<f64>) -> Option<Spread> {
+    let (min, max) = (
+        v.iter().copied().reduce(f64::min)?,
+        v.iter().copied().reduce(f64::max)?,
+    );
+    let n = v.len();
+    Some(Spread {
+        median: median(v)?,
+        min,
+        max,
+        n,
+    })
+}
+
+/// `median (min–max)`; only the median when a single run counted.
+fn show(s: Option<Spread>, f: &dyn Fn(f64) -> String) -> String {
+    match s {
+        None => "—".to_owned(),
+        Some(s) if s.n > 1 => format!("{} ({}–{})", f(s.median), f(s.min), f(s.max)),
+        Some(s) => f(s.median),
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 struct Medians {
     runs: usize,
-    rate: Option<f64>,
+    rate: Option<Spread>,
+    cpu_us: Option<Spread>,
     rss_mib: Option<f64>,
     cpu_s: Option<f64>,
     first_s: Option<f64>,
     join_s: Option<f64>,
     first_excl_s: Option<f64>,
-    p50_ms: Option<f64>,
-    p99_ms: Option<f64>,
+    p50_ms: Option<Spread>,
+    p99_ms: Option<Spread>,
     max_ms: Option<f64>,
 }
 
 fn medians<'a>(rs: impl Iterator<Item = &'a RunResult>) -> Medians {
     let ok: Vec<&RunResult> = rs.filter(|r| r.ok).collect();
-    let m =
-        |f: &dyn Fn(&RunResult) -> Option<f64>| median(ok.iter().filter_map(|r| f(r)).collect());
+    let all = |f: &dyn Fn(&RunResult) -> Option<f64>| -> Vec<f64> {
+        ok.iter().filter_map(|r| f(r)).collect()
+    };
+    let m = |f: &dyn Fn(&RunResult) -> Option<f64>| median(all(f));
+    let s = |f: &dyn Fn(&RunResult) -> Option<f64>| spread(all(f));
     let lat = |f: &dyn Fn(&kafka_listener_bench::LatencySummary) -> f64| {
-        m(&|r| r.report.as_ref()?.latency.as_ref().map(|l| f(l) / 1e3))
+        all(&|r| r.report.as_ref()?.latency.as_ref().map(|l| f(l) / 1e3))
     };
     Medians {
         runs: ok.len(),
-        rate: m(&|r| r.records_per_s),
+        rate: s(&|r| r.records_per_s),
+        cpu_us: s(&|r| r.cpu_us_per_record()),
         rss_mib: m(&|r| r.max_rss_kib.map(|k| k as f64 / 1024.0)),
         cpu_s: m(&|r| r.cpu_s()),
         first_s: m(&|r| r.start_to_first_s),
         join_s: m(&|r| r.join_s),
         first_excl_s: m(&|r| r.first_excl_join_s),
-        p50_ms: lat(&|l| l.p50_us),
-        p99_ms: lat(&|l| l.p99_us),
-        max_ms: lat(&|l| l.max_us),
+        p50_ms: spread(lat(&|l| l.p50_us)),
+        p99_ms: spread(lat(&|l| l.p99_us)),
+        max_ms: median(lat(&|l| l.max_us)),
     }
 }
 
@@ -1100,6 +1148,22 @@ fn render(results: &[RunResult], plan: &Plan, sizes: &[usize], contenders: &[Con
         by.insert(key, m);
     }
     let get = |s: &str, size: usize, c: Contender| by.get(&(s.to_owned(), size, c)).copied();
+    let med = |s: Option<Spread>| s.map(|s| s.median);
+    let ratio = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    };
+    let dec = |d: usize| move |v: f64| format!("{v:.d$}");
+    let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
+    let targets = |out: &mut String, title: &str, lines: Vec<String>| {
+        if !lines.is_empty() {
+            out.push_str(&format!("\n### Targets ({title})\n\n"));
+            for l in lines {
+                out.push_str(&l);
+                out.push('\n');
+            }
+        }
+    };
     for &size in sizes {
         if !results
             .iter()
@@ -1108,20 +1172,19 @@ fn render(results: &[RunResult], plan: &Plan, sizes: &[usize], contenders: &[Con
             continue;
         }
         out.push_str(&format!(
-            "\n### {size}-byte records: {} per run, 6 partitions, median of {} run(s)\n\n",
+            "\n### {size}-byte records: {} per run, 6 partitions, median (min–max) of {} run(s)\n\n",
             thousands(plan.records as f64),
             plan.runs
         ));
-        out.push_str("| | contender | records/s | × (a) | peak RSS MiB | CPU s | start → first record s | group join s | first record excl. join s | runs ok |\n");
-        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        let floor = get("throughput", size, Contender::A).and_then(|m| m.rate);
+        out.push_str("| | contender | records/s | × (a) | CPU µs/record | CPU × (a) | peak RSS MiB | CPU s | start → first record s | group join s | first record excl. join s | runs ok |\n");
+        out.push_str("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        let t = |c| get("throughput", size, c);
+        let rate = |m: Option<Medians>| med(m?.rate);
+        let cpu = |m: Option<Medians>| med(m?.cpu_us);
+        let floor = t(Contender::A);
         for &c in contenders {
-            let Some(m) = get("throughput", size, c) else {
+            let Some(m) = t(c) else {
                 continue;
-            };
-            let ratio = match (m.rate, floor) {
-                (Some(r), Some(f)) if f > 0.0 => Some(r / f),
-                _ => None,
             };
             let name = if c == Contender::D {
                 format!(
@@ -1133,11 +1196,13 @@ fn render(results: &[RunResult], plan: &Plan, sizes: &[usize], contenders: &[Con
                 c.name().to_owned()
             };
             out.push_str(&format!(
-                "| ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |\n",
+                "| ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |\n",
                 c.letter(),
                 name,
-                m.rate.map_or("—".to_owned(), thousands),
-                fmt(ratio, 2),
+                show(m.rate, &thousands),
+                fmt(ratio(rate(Some(m)), rate(floor)), 2),
+                show(m.cpu_us, &dec(2)),
+                fmt(ratio(cpu(Some(m)), cpu(floor)), 2),
                 fmt(m.rss_mib, 1),
                 fmt(m.cpu_s, 2),
                 fmt(m.first_s, 3),
@@ -1147,10 +1212,58 @@ fn render(results: &[RunResult], plan: &Plan, sizes: &[usize], contenders: &[Con
                 plan.runs
             ));
         }
+        // Targets (issue 9), from this table's medians.
+        let (a, b, c_, f) = (
+            t(Contender::A),
+            t(Contender::B),
+            t(Contender::C),
+            t(Contender::F),
+        );
+        let mut lines = Vec::new();
+        if let Some(r) = ratio(rate(b), rate(a)) {
+            lines.push(format!(
+                "- (b) batch mode ≥ 0.95 × (a) records/s: {r:.2} × — {}",
+                verdict(r >= 0.95)
+            ));
+        }
+        if let Some(r) = ratio(rate(c_), rate(a)) {
+            lines.push(format!(
+                "- (c) record mode ≥ 0.85 × (a) records/s: {r:.2} × — {}",
+                verdict(r >= 0.85)
+            ));
+        }
+        if let (Some(xb), Some(xa)) = (cpu(b), cpu(a)) {
+            lines.push(format!(
+                "- (b) CPU µs/record ≤ (a)'s: {xb:.2} vs {xa:.2} µs/record — {}",
+                verdict(xb <= xa)
+            ));
+        }
+        if let Some(r) = ratio(rate(b), rate(f)) {
+            lines.push(format!(
+                "- (b) ≥ 3 × (f) Spring records/s: {r:.2} × — {}",
+                verdict(r >= 3.0)
+            ));
+        }
+        if let (Some(rb), Some(rf)) = (b.and_then(|m| m.rss_mib), f.and_then(|m| m.rss_mib)) {
+            lines.push(format!(
+                "- peak RSS (b) ≤ 1/10 of (f): {rb:.1} MiB vs {rf:.1} MiB = 1/{:.1} — {}",
+                rf / rb,
+                verdict(rb * 10.0 <= rf)
+            ));
+        }
+        for (label, m) in [("b", b), ("c", c_)] {
+            if let Some(x) = m.and_then(|m| m.first_excl_s) {
+                lines.push(format!(
+                    "- ({label}) first record within 1 s of start, excluding the group join: {x:.3} s — {}",
+                    verdict(x <= 1.0)
+                ));
+            }
+        }
+        targets(&mut out, &format!("{size}-byte records"), lines);
     }
     if results.iter().any(|r| r.scenario == "latency") {
         out.push_str(&format!(
-            "\n### End-to-end latency at {} records/s (send → handler), 100-byte records, {} s per run after 1 s warm-up, median of {} run(s)\n\n",
+            "\n### End-to-end latency at {} records/s (send → handler), 100-byte records, {} s per run after 1 s warm-up, median (min–max) of {} run(s)\n\n",
             thousands(plan.latency_warmup as f64),
             (plan.latency_records - plan.latency_warmup) / plan.latency_warmup.max(1),
             plan.runs
@@ -1166,63 +1279,42 @@ fn render(results: &[RunResult], plan: &Plan, sizes: &[usize], contenders: &[Con
                 "| ({}) | {} | {} | {} | {} | {}/{} |\n",
                 c.letter(),
                 c.name(),
-                fmt(m.p50_ms, 2),
-                fmt(m.p99_ms, 2),
+                show(m.p50_ms, &dec(2)),
+                show(m.p99_ms, &dec(2)),
                 fmt(m.max_ms, 1),
                 m.runs,
                 plan.runs
             ));
         }
-    }
-    // Targets (issue 4), on the first payload size.
-    if let Some(&size) = sizes.first() {
-        let t = |c| get("throughput", size, c);
-        let (a, b, c_, f) = (
-            t(Contender::A),
-            t(Contender::B),
-            t(Contender::C),
-            t(Contender::F),
+        // Targets (issue 9), from this table's medians.
+        let (b, f) = (
+            get("latency", 100, Contender::B),
+            get("latency", 100, Contender::F),
         );
+        let p50 = |m: Option<Medians>| med(m?.p50_ms);
+        let p99 = |m: Option<Medians>| med(m?.p99_ms);
         let mut lines = Vec::new();
-        let ratio = |x: Option<Medians>, y: Option<Medians>| Some(x?.rate? / y?.rate?);
-        let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
-        if let Some(r) = ratio(b, a) {
+        if let Some(x) = p50(b) {
             lines.push(format!(
-                "- (b) ≥ 0.9 × (a): {r:.2} × — {}",
-                verdict(r >= 0.9)
+                "- (b) p50 ≤ 5 ms: {x:.2} ms — {}",
+                verdict(x <= 5.0)
             ));
         }
-        if let Some(r) = ratio(c_, a) {
+        if let Some(x) = p99(b) {
             lines.push(format!(
-                "- (c) ≥ 0.7 × (a): {r:.2} × — {}",
-                verdict(r >= 0.7)
+                "- (b) p99 ≤ 50 ms: {x:.2} ms — {}",
+                verdict(x <= 50.0)
             ));
         }
-        if let Some(r) = ratio(b, f) {
-            lines.push(format!("- (b) ≥ 2 × (f): {r:.2} × — {}", verdict(r >= 2.0)));
-        }
-        if let (Some(rb), Some(rf)) = (b.and_then(|m| m.rss_mib), f.and_then(|m| m.rss_mib)) {
-            lines.push(format!(
-                "- peak RSS (b) ≤ 1/5 of (f): {rb:.1} MiB vs {rf:.1} MiB = 1/{:.1} — {}",
-                rf / rb,
-                verdict(rb * 5.0 <= rf)
-            ));
-        }
-        for (label, m) in [("b", b), ("c", c_)] {
-            if let Some(x) = m.and_then(|m| m.first_excl_s) {
+        for (label, (pb, pf)) in [("p50", (p50(b), p50(f))), ("p99", (p99(b), p99(f)))] {
+            if let (Some(xb), Some(xf)) = (pb, pf) {
                 lines.push(format!(
-                    "- ({label}) first record within 1 s of start, excluding the group join: {x:.3} s — {}",
-                    verdict(x <= 1.0)
+                    "- (b) {label} below (f)'s: {xb:.2} ms vs {xf:.2} ms — {}",
+                    verdict(xb < xf)
                 ));
             }
         }
-        if !lines.is_empty() {
-            out.push_str(&format!("\n### Targets ({size}-byte records)\n\n"));
-            for l in lines {
-                out.push_str(&l);
-                out.push('\n');
-            }
-        }
+        targets(&mut out, "latency, 100-byte records", lines);
     }
     out
 }
@@ -1270,4 +1362,147 @@ fn machine() -> serde_json::Value {
         "kernel": kernel,
         "librdkafka": librdkafka,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_listener_bench::LatencySummary;
+
+    /// A successful run with these figures: (records/s, CPU s, peak RSS MiB), latency (p50, p99) ms.
+    fn result(
+        c: Contender,
+        scenario: &str,
+        size: usize,
+        run: usize,
+        (rate, cpu_s, rss_mib): (f64, f64, f64),
+        latency: Option<(f64, f64)>,
+    ) -> RunResult {
+        let records = if c == Contender::D { 60_000 } else { 1_000_000 };
+        let first_ns = 2_000_000_000;
+        let mut r = RunResult {
+            contender: c,
+            scenario: scenario.to_owned(),
+            payload_bytes: size,
+            run,
+            records_target: records,
+            topic: String::new(),
+            group: String::new(),
+            ok: true,
+            error: None,
+            spawn_ns: 1_800_000_000,
+            exit_ns: 0,
+            report: Some(ContenderReport {
+                ready_ns: 1_850_000_000,
+                assigned_ns: 1_900_000_000,
+                first_ns,
+                last_ns: first_ns + (records as f64 / rate * 1e9) as u64,
+                records,
+                latency: latency.map(|(p50, p99)| LatencySummary {
+                    samples: 45_000,
+                    p50_us: p50 * 1e3,
+                    p99_us: p99 * 1e3,
+                    max_us: p99 * 1.1e3,
+                }),
+            }),
+            wall_s: Some(2.0),
+            user_s: Some(cpu_s * 0.75),
+            sys_s: Some(cpu_s * 0.25),
+            max_rss_kib: Some((rss_mib * 1024.0) as u64),
+            records_per_s: None,
+            start_to_first_s: None,
+            join_s: None,
+            first_excl_join_s: None,
+            log: String::new(),
+        };
+        r.derive();
+        r
+    }
+
+    #[test]
+    fn render_shows_spread_cpu_per_record_and_targets() {
+        use Contender::{A, B, C, D, F};
+        let plan = Plan {
+            runs: 2,
+            records: 1_000_000,
+            sleep_records: 60_000,
+            latency_records: 50_000,
+            latency_warmup: 5_000,
+        };
+        let mut results = Vec::new();
+        for run in 1..=2 {
+            let k = if run == 1 { 0.9 } else { 1.1 };
+            for (c, rate, cpu, rss) in [
+                (A, 1_400_000.0, 0.69, 71.5),
+                (B, 1_350_000.0, 0.65, 30.0),
+                (C, 1_200_000.0, 0.80, 32.0),
+                (D, 2_477.0, 0.86, 29.5),
+                (F, 400_000.0, 6.9, 330.1),
+            ] {
+                results.push(result(
+                    c,
+                    "throughput",
+                    100,
+                    run,
+                    (rate * k, cpu * k, rss),
+                    None,
+                ));
+            }
+            for (c, p50, p99) in [(A, 139.75, 441.43), (B, 3.0, 40.0), (F, 3.26, 181.83)] {
+                let figures = (5_000.0, 1.0, 30.0);
+                let lat = Some((p50 * k, p99 * k));
+                results.push(result(c, "latency", 100, run, figures, lat));
+            }
+            // 1 KiB: (b) misses, (c)'s runs failed, (a) and (f) ran once.
+            let mut failed = result(C, "throughput", 1024, run, (900_000.0, 1.4, 105.8), None);
+            failed.ok = false;
+            results.push(failed);
+            results.push(result(
+                B,
+                "throughput",
+                1024,
+                run,
+                (950_000.0, 1.41, 107.8),
+                None,
+            ));
+            if run == 1 {
+                results.push(result(
+                    A,
+                    "throughput",
+                    1024,
+                    run,
+                    (1_200_000.0, 0.9, 36.4),
+                    None,
+                ));
+                results.push(result(
+                    F,
+                    "throughput",
+                    1024,
+                    run,
+                    (330_000.0, 8.29, 515.6),
+                    None,
+                ));
+            }
+        }
+        let md = render(&results, &plan, &[100, 1024], &Contender::ALL);
+        println!("{md}");
+        for expected in [
+            "| (a) | raw rdkafka BaseConsumer loop, async commit per drained batch | 1,400,000 (1,260,000–1,540,000) | 1.00 | 0.69 (0.62–0.76) | 1.00 |",
+            "| (a) | raw rdkafka BaseConsumer loop, async commit per drained batch | 1,200,000 | 1.00 | 0.90 | 1.00 |",
+            "| (b) | kafka-listener, ack-mode batch, no-op handler | 3.00 (2.70–3.30) | 40.00 (36.00–44.00) |",
+            "| (c) | kafka-listener, ack-mode record, no-op handler | — | — | — | — | — | — | — | — | — | 0/2 |",
+            "### Targets (100-byte records)\n\n- (b) batch mode ≥ 0.95 × (a) records/s: 0.96 × — met\n",
+            "- (b) ≥ 3 × (f) Spring records/s: 3.38 × — met",
+            "### Targets (1024-byte records)\n\n- (b) batch mode ≥ 0.95 × (a) records/s: 0.79 × — MISSED\n",
+            "- peak RSS (b) ≤ 1/10 of (f): 107.8 MiB vs 515.6 MiB = 1/4.8 — MISSED",
+            "### Targets (latency, 100-byte records)\n\n- (b) p50 ≤ 5 ms: 3.00 ms — met\n- (b) p99 ≤ 50 ms: 40.00 ms — met\n- (b) p50 below (f)'s: 3.00 ms vs 3.26 ms — met\n- (b) p99 below (f)'s: 40.00 ms vs 181.83 ms — met\n",
+        ] {
+            assert!(md.contains(expected), "missing {expected:?}");
+        }
+        let target_lines = md.lines().filter(|l| l.starts_with("- "));
+        assert!(target_lines
+            .clone()
+            .all(|l| l.ends_with(" met") || l.ends_with(" MISSED")));
+        assert_eq!(target_lines.count(), 7 + 5 + 4);
+    }
 }

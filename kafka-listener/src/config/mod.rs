@@ -120,7 +120,7 @@
 //! | `kafka.listener.group-id` | — | Consumer group; useful per listener. |
 //! | `kafka.listener.retry.attempts` | `10` | Delivery attempts per record, the first included, before it is given up (as Spring's `DefaultErrorHandler`). |
 //! | `kafka.listener.retry.backoff.delay` | `1s` | Duration between attempts (fixed backoff). |
-//! | `kafka.listener.max-buffered-bytes` | `64MB` | Memory budget of a listener's records fetched and not yet finished (keys, values, headers), per consumer: a partition is paused when its own queue holds a quarter of it or the consumer's queues together hold all of it, and resumed once drained. librdkafka's prefetch (`queued.max.messages.kbytes`) defaults to half of it. |
+//! | `kafka.listener.max-buffered-bytes` | `64MB` | Memory budget per assigned partition for records fetched and not yet finished (keys, values, headers): each partition has a librdkafka queue of its own, prefetched up to an eighth of it (`queued.max.messages.kbytes`, at least 1 MiB), and its worker takes chunks of at most an eighth of it (and at most `max-poll-records` records). A full queue simply stops being fetched: no partition is paused for back-pressure. A consumer's peak is therefore about assigned partitions × a quarter of the budget; lower it for consumers with many partitions. |
 //! | `kafka.listener.<id>.<key>` | — | Any `kafka.listener.*` key above, for the listener with id `<id>` only. It beats the global key whatever layer either comes from. |
 //!
 //! Spring's `kafka.consumer.key-deserializer`, `value-deserializer` and

@@ -159,7 +159,7 @@ pub struct ListenerSettings {
     pub retry_attempts: u32,
     /// `retry.backoff.delay`: fixed delay between attempts.
     pub retry_backoff_delay: Duration,
-    /// `max-buffered-bytes`: memory budget of fetched, unfinished records per consumer.
+    /// `max-buffered-bytes`: memory budget of fetched, unfinished records per assigned partition.
     pub max_buffered_bytes: u64,
 }
 

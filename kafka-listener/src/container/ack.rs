@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::partition::PartitionState;
+use super::state::{PartitionLink, PartitionState};
 use crate::listener::{ConsumerRecord, FromBatch, FromRecord, ListenerContext};
 use crate::ExtractError;
 
@@ -61,7 +61,7 @@ impl std::fmt::Debug for Acknowledgment {
 
 impl Acknowledgment {
     fn new(cx: &ListenerContext, offsets: Vec<i64>) -> Self {
-        let inner = cx.partition.as_ref().map(|link| {
+        let inner = PartitionLink::of(cx).map(|link| {
             let (epoch, generation) = link.state.epoch_and_generation();
             Arc::new(AckInner {
                 state: Arc::clone(&link.state),

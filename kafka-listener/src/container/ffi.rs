@@ -91,7 +91,7 @@ impl Fetched<'_> {
             .then_some(ts)
     }
 
-    fn bytes<'b>(&'b self, data: *const c_void, len: usize) -> Option<&'b [u8]> {
+    fn bytes(&self, data: *const c_void, len: usize) -> Option<&[u8]> {
         if data.is_null() {
             None
         } else if len == 0 {

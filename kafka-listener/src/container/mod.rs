@@ -2,23 +2,38 @@
 //! rebalance protocol for one listener.
 //!
 //! ```text
-//! ListenerContainer ── consumer thread 1 ── partition worker (tokio task) per assigned partition
-//!                   └─ consumer thread N         │
-//!                                                └─ offset tracker ── commits (consumer thread)
+//! ListenerContainer ─┬─ consumer thread 1: polls the consumer's main queue (rebalances, errors),
+//!                    │    runs the rebalance protocol, seeks, nacks, pauses and commits
+//!                    │    └─ per assigned partition: its own librdkafka queue (split before the
+//!                    │       assignment) ── partition worker (tokio task): drains the queue in
+//!                    │       chunks, runs the handler inline, publishes finished offsets
+//!                    └─ consumer thread N ...
 //! ```
+//!
+//! Records never pass through the consumer thread: a partition's worker takes them from its own
+//! queue (`ffi::PartitionQueue`, `rd_kafka_consume_batch_queue`), so the only cross-thread
+//! traffic per chunk is one atomic store of the finished offset and a wake-up of the consumer
+//! thread when a commit is due. The consumer thread commits what workers finished on the ack
+//! mode's schedule, asynchronously and at most one commit in flight, and synchronously on
+//! revoke and shutdown.
 
 mod ack;
 mod chunk;
+mod commit;
 mod consumer;
 mod ffi;
 mod offsets;
-mod partition;
+mod poll;
 mod rebalance;
+mod seek;
+mod shutdown;
+mod state;
 pub(crate) mod supervision;
+mod worker;
 
 pub use ack::Acknowledgment;
-pub(crate) use partition::PartitionLink;
-pub use rebalance::{AssignmentSeeker, RebalanceListener, SeekTarget, Seeker, TopicPartition};
+pub use rebalance::{RebalanceListener, TopicPartition};
+pub use seek::{AssignmentSeeker, SeekTarget, Seeker};
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc as std_mpsc, Arc, Mutex};
@@ -32,7 +47,7 @@ use crate::error_handler::RetryPolicy;
 use crate::listener::{Handler, ListenerContext};
 use crate::{Error, Result};
 use consumer::{ConsumerCore, ConsumerReport, CoreContext};
-use partition::{ConsumerRequest, Counters};
+use state::{ConsumerRequest, Counters};
 
 /// Everything a container needs to run one listener, resolved from the listener declaration
 /// and the configuration.
@@ -53,12 +68,14 @@ pub struct ContainerProperties {
     pub ack_count: u64,
     /// Time between commits in `time` and `count_time` modes.
     pub ack_time: Duration,
-    /// Records taken per poll cycle (`kafka.consumer.max-poll-records`); a partition is paused
-    /// when 4 × this many (at least 2,000) wait in its queue.
+    /// Most records a partition worker takes from its queue at once
+    /// (`kafka.consumer.max-poll-records`): the size of a batch listener's batch. librdkafka
+    /// prefetches up to 10 × this many (at least 1,000) per partition (`queued.min.messages`).
     pub max_poll_records: usize,
-    /// Memory budget of fetched, unfinished records per consumer
-    /// (`kafka.listener.max-buffered-bytes`): a partition is paused when its queue holds a
-    /// quarter of it or all the consumer's queues together hold all of it.
+    /// Memory budget of fetched, unfinished records per assigned partition
+    /// (`kafka.listener.max-buffered-bytes`): librdkafka prefetches up to an eighth of it into
+    /// the partition's own queue and the worker holds a chunk of at most an eighth. Nothing is
+    /// paused for back-pressure: librdkafka stops fetching a partition whose queue is full.
     pub max_buffered_bytes: usize,
     /// Longest wait for records in one poll (`kafka.listener.poll-timeout`).
     pub poll_timeout: Duration,
@@ -465,7 +482,7 @@ impl ListenerContainer {
                     origin: None,
                     source,
                 })?;
-            let consumer = consumer::OwnedConsumer::new(consumer);
+            let consumer = shutdown::OwnedConsumer::new(consumer);
             consumer::attach(
                 &consumer,
                 &core,
@@ -485,7 +502,7 @@ impl ListenerContainer {
                 .name(format!("kl-{name}"))
                 .spawn(move || {
                     let run = std::panic::AssertUnwindSafe(|| {
-                        consumer::poll_loop(consumer, &stop, &deadline)
+                        poll::poll_loop(consumer, &stop, &deadline)
                     });
                     match std::panic::catch_unwind(run) {
                         Ok(report) => {

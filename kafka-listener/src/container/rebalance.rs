@@ -1,38 +1,23 @@
-//! Rebalance callbacks and seeks: what an application can hook into when partitions move.
+//! The rebalance protocol: taking on assigned partitions (their queues and workers) and giving
+//! up revoked ones (waiting for their handlers, committing), with the application's
+//! [`RebalanceListener`] hooks.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::error::KafkaResult;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::TopicPartitionList;
 
-/// Where to move a partition's position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SeekTarget {
-    /// The oldest record still in the log.
-    Beginning,
-    /// After the newest record: only new records.
-    End,
-    /// This offset.
-    Offset(i64),
-    /// The first record with a timestamp at or after this one (milliseconds since the epoch);
-    /// the end if there is none.
-    Timestamp(i64),
-    /// Relative to the committed offset (or to the beginning if nothing is committed):
-    /// `Relative(-10)` re-reads the last ten committed records.
-    Relative(i64),
-}
-
-impl SeekTarget {
-    /// The first record at or after `time`.
-    pub fn at(time: SystemTime) -> Self {
-        let millis = time
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        SeekTarget::Timestamp(millis)
-    }
-}
+use super::commit::{commit, describe};
+use super::consumer::{Assigned, ConsumerCore, CoreContext};
+use super::ffi::PartitionQueue;
+use super::poll::chunk_bytes;
+use super::seek::{resolve, AssignmentSeeker};
+use super::state::{pause, PartitionState};
+use super::worker::Worker;
 
 /// A topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -41,35 +26,6 @@ pub struct TopicPartition {
     pub topic: String,
     /// The partition.
     pub partition: i32,
-}
-
-/// Collects seeks requested while partitions are being assigned; the container applies them
-/// as the assignment's starting offsets (librdkafka rejects a seek right after assignment).
-#[derive(Debug, Default)]
-pub struct AssignmentSeeker {
-    pub(crate) seeks: Vec<(TopicPartition, SeekTarget)>,
-}
-
-impl AssignmentSeeker {
-    /// Starts `partition` of `topic` at `target` instead of the committed offset.
-    pub fn seek(&mut self, topic: &str, partition: i32, target: SeekTarget) {
-        self.seeks
-            .retain(|(tp, _)| !(tp.topic == topic && tp.partition == partition));
-        self.seeks.push((
-            TopicPartition {
-                topic: topic.to_owned(),
-                partition,
-            },
-            target,
-        ));
-    }
-
-    /// Starts every newly assigned partition at `target`.
-    pub fn seek_all(&mut self, partitions: &[TopicPartition], target: SeekTarget) {
-        for tp in partitions {
-            self.seek(&tp.topic, tp.partition, target);
-        }
-    }
 }
 
 /// Callbacks on partition movement, Spring's `ConsumerAwareRebalanceListener`.
@@ -109,103 +65,287 @@ pub(crate) fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
         .collect()
 }
 
-/// Resolves a seek target to a librdkafka offset. Blocking (timestamp and committed lookups):
-/// consumer thread only.
-pub(crate) fn resolve<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topic: &str,
-    partition: i32,
-    target: SeekTarget,
-) -> Result<Offset, rdkafka::error::KafkaError> {
-    const TIMEOUT: Duration = Duration::from_secs(10);
-    Ok(match target {
-        SeekTarget::Beginning => Offset::Beginning,
-        SeekTarget::End => Offset::End,
-        SeekTarget::Offset(o) => Offset::Offset(o),
-        SeekTarget::Timestamp(ts) => {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(topic, partition, Offset::Offset(ts))?;
-            let found = consumer.offsets_for_times(tpl, TIMEOUT)?;
-            found
-                .find_partition(topic, partition)
-                .map(|e| match e.offset() {
-                    Offset::Offset(o) => Offset::Offset(o),
-                    _ => Offset::End,
-                })
-                .unwrap_or(Offset::End)
+impl ConsumerCore {
+    /// Takes on newly assigned partitions: splits each one's queue off the consumer queue
+    /// (before librdkafka starts fetching it, so no record goes elsewhere) and starts its
+    /// worker.
+    pub(super) fn assign<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) {
+        if self.closed.load(Ordering::Acquire) {
+            // Closing: nothing is handled any more, and no queue may outlive the consumer.
+            return;
         }
-        SeekTarget::Relative(delta) => {
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition(topic, partition);
-            let committed = consumer.committed_offsets(tpl, TIMEOUT)?;
-            let base = committed
-                .find_partition(topic, partition)
-                .and_then(|e| match e.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                })
-                .unwrap_or(0);
-            Offset::Offset((base + delta).max(0))
+        let mut assigned = self.assigned();
+        for elem in tpl.elements() {
+            let (topic, partition) = (elem.topic(), elem.partition());
+            if assigned
+                .iter()
+                .any(|a| a.state.partition == partition && &*a.state.topic == topic)
+            {
+                continue;
+            }
+            let state = Arc::new(PartitionState::new(Arc::from(topic), partition));
+            match PartitionQueue::split(consumer, topic, partition, Arc::clone(&state.wake)) {
+                Some(queue) => *state.queue.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue),
+                None => {
+                    // Its records would go to the consumer queue, where nobody takes them;
+                    // the poll loop reports that as a dead consumer (see `stray`).
+                    tracing::error!(consumer = %self.name, %topic, partition,
+                        "could not split the partition's queue off the consumer queue");
+                }
+            }
+            let worker = Worker {
+                state: Arc::clone(&state),
+                handler: self.handler,
+                cx: self.cx.clone(),
+                retry: self.props.retry,
+                ack_mode: self.props.ack_mode,
+                counters: Arc::clone(&self.counters),
+                requests: self.requests_tx.clone(),
+                max_records: self.props.max_poll_records.max(1),
+                max_bytes: chunk_bytes(&self.props),
+            };
+            let (listener, what) = (
+                self.name.clone(),
+                format!("partition worker {topic}-{partition}"),
+            );
+            self.runtime.spawn(async move {
+                use futures::FutureExt as _;
+                let run = std::panic::AssertUnwindSafe(worker.run());
+                if let Err(payload) = run.catch_unwind().await {
+                    let cause = super::supervision::panic_message(&*payload);
+                    super::supervision::report_death(&listener, &what, &cause);
+                }
+            });
+            assigned.push(Assigned { state });
         }
-    })
-}
-
-/// Seeks partitions at run time from a handler (Spring's `ConsumerSeekCallback`): take it as
-/// an argument, `seeker: Seeker`.
-///
-/// The consumer thread applies the seek on its next turn (within ~100 ms). Records of that
-/// partition fetched before the seek and not yet handled are dropped unhandled (they are
-/// fetched again if the new position covers them), and its offset tracking starts over at the
-/// new position: a seek backwards makes the next commit go backwards too, on purpose.
-#[derive(Clone)]
-pub struct Seeker {
-    requests: std::sync::mpsc::Sender<super::partition::ConsumerRequest>,
-    state: std::sync::Arc<super::partition::PartitionState>,
-}
-
-impl std::fmt::Debug for Seeker {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Seeker")
-            .field("topic", &self.state.topic)
-            .field("partition", &self.state.partition)
-            .finish()
-    }
-}
-
-impl Seeker {
-    /// Moves the position of the partition this record came from. No further record of the
-    /// partition is handled until the seek is applied; the next one comes from the new position.
-    pub fn seek(&self, target: SeekTarget) {
-        self.state
-            .seek_pending
-            .store(true, std::sync::atomic::Ordering::Release);
-        let (topic, partition) = (self.state.topic.to_string(), self.state.partition);
-        self.seek_partition(&topic, partition, target);
+        tracing::info!(consumer = %self.name, partitions = %describe(tpl), "partitions assigned");
     }
 
-    /// Moves the position of another partition owned by the same consumer (ignored otherwise).
-    pub fn seek_partition(&self, topic: &str, partition: i32, target: SeekTarget) {
-        let _ = self.requests.send(super::partition::ConsumerRequest::Seek {
-            topic: topic.to_owned(),
-            partition,
-            target,
+    /// Revoke protocol: stop the partitions' workers, wait for in-flight handlers up to the
+    /// revoke deadline, commit what finished (unless the assignment was lost), forget them.
+    pub(super) fn revoke<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) {
+        let lost = consumer.assignment_lost();
+        let mut assigned = self.assigned();
+        let revoked: Vec<Assigned> = {
+            let mut keep = Vec::with_capacity(assigned.len());
+            let mut gone = Vec::new();
+            for a in assigned.drain(..) {
+                let hit = tpl
+                    .elements()
+                    .iter()
+                    .any(|e| e.partition() == a.state.partition && e.topic() == &*a.state.topic);
+                if hit {
+                    gone.push(a);
+                } else {
+                    keep.push(a);
+                }
+            }
+            *assigned = keep;
+            gone
+        };
+        drop(assigned);
+        if revoked.is_empty() || self.closed.load(Ordering::Acquire) {
+            return;
+        }
+        for a in &revoked {
+            a.state.stop.cancel();
+            a.state.wake.notify_one();
+        }
+        // librdkafka keeps a partition's pause across revoke and re-assignment: lift ours now,
+        // or the partition would never be fetched again if it comes back to this consumer.
+        let mut paused = TopicPartitionList::new();
+        for a in &revoked {
+            if a.state.paused.swap(0, Ordering::AcqRel) != 0 {
+                let _ = paused.add_partition(&a.state.topic, a.state.partition);
+            }
+        }
+        if paused.count() > 0 {
+            if let Err(e) = consumer.resume(&paused) {
+                tracing::warn!(consumer = %self.name, error = %e, "lifting pauses of revoked partitions failed");
+            }
+        }
+        let listener = self.props.rebalance_listener.as_deref();
+        if lost {
+            for a in &revoked {
+                a.state.release_queue();
+            }
+            tracing::warn!(consumer = %self.name, partitions = %describe(tpl),
+                "partitions lost: nothing committed; their unfinished records will be redelivered to the new owner");
+            if let Some(l) = listener {
+                self.user_callback("on_partitions_lost", || {
+                    l.on_partitions_lost(&partitions_of(tpl))
+                });
+            }
+            return;
+        }
+        if let Some(l) = listener {
+            self.user_callback("on_partitions_revoked_before_commit", || {
+                l.on_partitions_revoked_before_commit(&partitions_of(tpl))
+            });
+        }
+        let deadline = Instant::now() + self.props.revoke_timeout;
+        for a in &revoked {
+            if !a.state.wait_exited(deadline) {
+                tracing::warn!(consumer = %self.name, topic = %a.state.topic, partition = a.state.partition,
+                    "revoke: handler still running at kafka.listener.revoke-timeout; its record stays uncommitted and will be redelivered");
+            }
+            a.state.release_queue();
+        }
+        // An asynchronous commit still in flight could land after the synchronous one.
+        self.settle_commits(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_secs(1)),
+        );
+        let committed = commit(consumer, &self.name, &revoked, CommitMode::Sync, |s| {
+            s.offsets.pending_unconfirmed()
         });
+        tracing::info!(consumer = %self.name, partitions = %describe(tpl), committed, "partitions revoked");
+        if let Some(l) = listener {
+            self.user_callback("on_partitions_revoked_after_commit", || {
+                l.on_partitions_revoked_after_commit(&partitions_of(tpl))
+            });
+        }
+    }
+
+    /// Runs a user `RebalanceListener` callback. It runs inside librdkafka's rebalance callback,
+    /// where a panic would abort the process; a panic is caught, logged and treated as a dead
+    /// consumer (the process shuts down gracefully and exits non-zero). The rebalance itself
+    /// goes on (the revoke still commits what finished).
+    pub(super) fn user_callback(&self, name: &str, f: impl FnOnce()) {
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            let cause = super::supervision::panic_message(&*payload);
+            super::supervision::report_death(
+                &self.name,
+                &format!("RebalanceListener::{name}"),
+                &cause,
+            );
+        }
+    }
+
+    /// Assignment: the application's rebalance listener may choose starting offsets, which go
+    /// into the list handed to librdkafka (a seek right after assignment would fail).
+    pub(super) fn assign_with_seeks<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        tpl: &mut TopicPartitionList,
+    ) {
+        if let Some(l) = self.props.rebalance_listener.as_deref() {
+            let mut seeker = AssignmentSeeker::default();
+            self.user_callback("on_partitions_assigned", || {
+                l.on_partitions_assigned(&partitions_of(tpl), &mut seeker)
+            });
+            for (tp, target) in seeker.seeks {
+                if tpl.find_partition(&tp.topic, tp.partition).is_none() {
+                    continue;
+                }
+                match resolve(consumer, &tp.topic, tp.partition, target) {
+                    Ok(offset) => {
+                        let _ = tpl.set_partition_offset(&tp.topic, tp.partition, offset);
+                    }
+                    Err(e) => tracing::error!(consumer = %self.name, topic = %tp.topic,
+                        partition = tp.partition, ?target, error = %e,
+                        "seek on assignment failed; starting from the committed offset"),
+                }
+            }
+        }
+        self.assign(consumer, tpl);
+    }
+
+    /// Applies the application's pause to partitions that were just assigned, or makes sure
+    /// they are not paused (a pause left from an earlier assignment survives in librdkafka).
+    pub(super) fn apply_user_pause<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        tpl: &TopicPartitionList,
+    ) {
+        if !self.user_paused.load(Ordering::Acquire) {
+            if tpl.count() > 0 {
+                if let Err(e) = consumer.resume(tpl) {
+                    tracing::warn!(consumer = %self.name, error = %e, "clearing stale pauses of assigned partitions failed");
+                }
+            }
+            return;
+        }
+        let assigned = self.assigned();
+        let mut to_pause = TopicPartitionList::new();
+        for a in assigned.iter() {
+            if tpl
+                .find_partition(&a.state.topic, a.state.partition)
+                .is_some()
+                && a.state.paused.fetch_or(pause::USER, Ordering::AcqRel) == 0
+            {
+                let _ = to_pause.add_partition(&a.state.topic, a.state.partition);
+            }
+        }
+        if to_pause.count() > 0 {
+            if let Err(e) = consumer.pause(&to_pause) {
+                tracing::warn!(consumer = %self.name, error = %e, "pausing newly assigned partitions failed");
+            }
+        }
     }
 }
 
-impl crate::listener::FromRecord for Seeker {
-    fn from_record(
-        _: &crate::ConsumerRecord,
-        cx: &crate::ListenerContext,
-    ) -> Result<Self, crate::ExtractError> {
-        cx.partition
-            .as_ref()
-            .map(|link| Seeker {
-                requests: link.requests.clone(),
-                state: std::sync::Arc::clone(&link.state),
-            })
-            .ok_or(crate::ExtractError::Unavailable(
-                "a Seeker is only available inside a running listener container",
-            ))
+impl ConsumerContext for CoreContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let core = &self.0;
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                core.assign_with_seeks(consumer, tpl);
+                let r = if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                core.apply_user_pause(consumer, tpl);
+                r
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                core.revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::warn!(consumer = %core.name, error = ?other, "rebalance error; giving up the assignment");
+                core.revoke(consumer, tpl);
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(consumer = %core.name, error = %e, partitions = %describe(tpl), "applying a rebalance failed");
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        // The commits we send report through `CommitQueue` (rdkafka does not route their
+        // results here); this stays for any result that does arrive.
+        if let Err(e) = result {
+            tracing::warn!(consumer = %self.0.name, error = %e, offsets = %describe(offsets), "asynchronous commit failed; will commit again");
+            self.0.commit_failed(offsets);
+        }
     }
 }

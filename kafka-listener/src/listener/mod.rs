@@ -160,10 +160,12 @@ pub fn find_listener(id: &str) -> Option<&'static ListenerDefinition> {
 pub struct ListenerContext {
     pub(crate) listener_id: Arc<str>,
     pub(crate) producer: Option<ProducerTemplate>,
-    /// The partition being handled (set by the container for each partition worker).
-    pub(crate) partition: Option<Arc<crate::container::PartitionLink>>,
-    /// The application's containers.
-    pub(crate) registry: Option<crate::runtime::WeakRegistry>,
+    /// The partition being handled (set by the container for each partition worker; the
+    /// container's `PartitionLink`, kept opaque here so this module does not depend on the
+    /// container).
+    pub(crate) partition: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// The application's containers (a `registry::WeakRegistry`, opaque for the same reason).
+    pub(crate) registry: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl ListenerContext {
