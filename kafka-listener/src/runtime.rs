@@ -998,7 +998,8 @@ pub struct ShutdownReport {
 }
 
 impl ShutdownReport {
-    /// Nothing failed to commit or flush, and every consumer closed.
+    /// Nothing failed to commit or flush, and every consumer made its final commit (one that
+    /// committed but was still leaving the group at the deadline does not count against it).
     pub fn is_clean(&self) -> bool {
         self.listeners.commit_failures == 0
             && self.listeners.consumers_not_closed == 0
@@ -1018,8 +1019,15 @@ impl std::fmt::Display for ShutdownReport {
         if l.consumers_not_closed > 0 {
             write!(
                 f,
-                ", {} consumers not closed in time",
+                ", {} consumers without a final commit by the deadline",
                 l.consumers_not_closed
+            )?;
+        }
+        if l.consumers_still_closing > 0 {
+            write!(
+                f,
+                ", {} consumers still leaving the group",
+                l.consumers_still_closing
             )?;
         }
         if l.consumers_died > 0 {

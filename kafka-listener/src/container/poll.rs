@@ -16,12 +16,13 @@ use super::shutdown::{shutdown, OwnedConsumer};
 use super::state::{pause, ConsumerRequest, PartitionState};
 use super::ContainerProperties;
 
-/// The poll loop. Returns when `stop` is set, after the shutdown protocol.
+/// The poll loop. Returns when `stop` is set, after the shutdown protocol's final commit, with
+/// the consumer still to be closed (see [`shutdown`]).
 pub(crate) fn poll_loop(
     consumer: OwnedConsumer,
     stop: &AtomicBool,
     deadline: &Mutex<Option<Instant>>,
-) -> ConsumerReport {
+) -> (ConsumerReport, OwnedConsumer) {
     let core = Arc::clone(&consumer.context().0);
     let props = Arc::clone(&core.props);
     // Records go to the partition queues; this thread wakes for rebalances and errors, and

@@ -59,12 +59,13 @@ impl Drop for ReleaseFirst {
 }
 
 /// Shutdown protocol for one consumer: stop every worker, wait for in-flight handlers until
-/// the deadline, commit everything finished synchronously, then close (leave the group).
+/// the deadline, commit everything finished synchronously. Returns the consumer for the caller
+/// to close (leave the group) once it reported.
 pub(super) fn shutdown(
     consumer: OwnedConsumer,
     core: &ConsumerCore,
     deadline: Instant,
-) -> ConsumerReport {
+) -> (ConsumerReport, OwnedConsumer) {
     let mut report = ConsumerReport::default();
     // Taken first, so it is dropped before `consumer` on every path (also when unwinding).
     let commit_queue = core
@@ -124,7 +125,9 @@ pub(super) fn shutdown(
     }
     // The commit queue goes before the consumer (librdkafka's handle must outlive it).
     drop(commit_queue);
-    // Dropping the consumer closes it: final revoke (a no-op now), leave group.
-    drop(consumer);
-    report
+    // The caller reports, then drops the consumer, which closes it: the final revoke (a no-op
+    // now) and leaving the group. Closing can take a while (a JoinGroup the broker holds until
+    // the group's rebalance completes, up to max.poll.interval.ms), and by now nothing is at
+    // stake any more: what finished is committed.
+    (report, consumer)
 }
