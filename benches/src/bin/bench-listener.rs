@@ -174,8 +174,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .set("bench.topic", &args.topic)
         .set("bench.group", &args.group)
         .set("kafka.listener.ack-mode", ack_mode);
-    for kv in &args.set {
-        builder = builder.overrides([kv.clone()]);
+    // For experiments outside the harness (kl-bench never sets it): `BENCH_LISTENER_SET` holds
+    // `key=value` pairs separated by spaces, applied like `--set`.
+    let experiment = std::env::var("BENCH_LISTENER_SET").unwrap_or_default();
+    for kv in args
+        .set
+        .iter()
+        .cloned()
+        .chain(experiment.split_whitespace().map(str::to_owned))
+    {
+        builder = builder.overrides([kv]);
     }
     let app = builder.start().await?;
     let ready_ns = now_ns();

@@ -93,8 +93,8 @@
 //! | `kafka.consumer.auto-offset-reset` | `earliest` | `earliest`, `latest` or `none` (fail): where a group without committed offsets starts. **Differs from Kafka and Spring (`latest`)** so that a new group does not silently skip records produced before it first joined. |
 //! | `kafka.consumer.enable-auto-commit` | — | Only `false`: offsets are committed by the listener container according to `ack-mode`, for finished records only; `true` is refused. |
 //! | `kafka.consumer.max-poll-records` | `500` | Most records handed to a batch listener at once. |
-//! | `kafka.consumer.fetch-min-size` | — | Size: least data the broker should return for a fetch (`fetch.min.bytes`). |
-//! | `kafka.consumer.fetch-max-wait` | — | Duration: longest the broker waits to reach `fetch-min-size` (`fetch.wait.max.ms`). |
+//! | `kafka.consumer.fetch-min-size` | — | Size: least data the broker should return for a fetch (`fetch.min.bytes`). When unset the container uses 4 KiB, not librdkafka's 1 byte: at moderate rates a fetch per record or two costs the client and the broker far more CPU and, on a busy machine, latency (see BENCHMARKS.md). |
+//! | `kafka.consumer.fetch-max-wait` | — | Duration: longest the broker waits to reach `fetch-min-size` (`fetch.wait.max.ms`). When unset the container uses 10 ms, not librdkafka's 500 ms: it bounds what `fetch-min-size` adds to latency when traffic is sparse; an idle consumer sends a fetch this often. |
 //! | `kafka.consumer.heartbeat-interval` | — | Duration between group heartbeats (`heartbeat.interval.ms`). |
 //! | `kafka.consumer.isolation-level` | — | `read_committed` or `read_uncommitted`. |
 //! | `kafka.consumer.properties.<name>` | — | Raw librdkafka property for consumers. |
