@@ -258,8 +258,10 @@ impl std::str::FromStr for PartitionAssignment {
 
 /// What a consumer thread tells [`ListenerContainer::wait`], in this order.
 enum ConsumerEvent {
-    /// The final commit was made (or the thread died).
+    /// The final commit was made (or the thread died before it).
     Committed(ConsumerReport),
+    /// The thread died while closing, after `Committed`.
+    DiedClosing,
     /// The consumer closed (or the thread ended without closing it).
     Closed,
 }
@@ -523,30 +525,37 @@ impl ListenerContainer {
         for (name, consumer) in started {
             let (stop, deadline, report_tx) =
                 (Arc::clone(&stop), Arc::clone(&deadline), report_tx.clone());
+            let stop_on_error = Arc::clone(&stop);
             let thread_name = name.clone();
             std::thread::Builder::new()
                 .name(format!("kl-{name}"))
                 .spawn(move || {
+                    let reported = AtomicBool::new(false);
                     let run = std::panic::AssertUnwindSafe(|| {
                         let (report, consumer) = poll::poll_loop(consumer, &stop, &deadline);
                         let _ = report_tx.send(ConsumerEvent::Committed(report));
+                        reported.store(true, Ordering::Relaxed);
                         // Closing: the final revoke and leaving the group.
                         drop(consumer);
                     });
-                    match std::panic::catch_unwind(run) {
-                        Ok(()) => {}
-                        Err(payload) => {
-                            let cause = supervision::panic_message(&*payload);
-                            supervision::report_death(&thread_name, "consumer thread", &cause);
-                            let _ =
-                                report_tx.send(ConsumerEvent::Committed(ConsumerReport::died()));
-                        }
+                    if let Err(payload) = std::panic::catch_unwind(run) {
+                        let cause = supervision::panic_message(&*payload);
+                        supervision::report_death(&thread_name, "consumer thread", &cause);
+                        let _ = report_tx.send(if reported.load(Ordering::Relaxed) {
+                            ConsumerEvent::DiedClosing
+                        } else {
+                            ConsumerEvent::Committed(ConsumerReport::died())
+                        });
                     }
                     let _ = report_tx.send(ConsumerEvent::Closed);
                 })
-                .map_err(|source| Error::Io {
-                    operation: format!("spawning the consumer thread for {name}"),
-                    source,
+                .map_err(|source| {
+                    // The threads already running have no `Running` entry to stop them by.
+                    stop_on_error.store(true, Ordering::Release);
+                    Error::Io {
+                        operation: format!("spawning the consumer thread for {name}"),
+                        source,
+                    }
                 })?;
         }
         tracing::info!(listener = %props.listener_id, group = %props.group_id,
@@ -595,12 +604,11 @@ impl ListenerContainer {
                     report.handlers_cut_off += r.handlers_cut_off;
                     report.consumers_died += r.died;
                 }
+                Ok(ConsumerEvent::DiedClosing) => report.consumers_died += 1,
                 Ok(ConsumerEvent::Closed) => closed += 1,
                 Err(_) => break,
             }
         }
-        // A thread that panicked after its report sent two: count each consumer once.
-        let committed = committed.min(consumers);
         report.consumers_not_closed = consumers - committed;
         report.consumers_still_closing = committed.saturating_sub(closed);
         if report.consumers_still_closing > 0 {

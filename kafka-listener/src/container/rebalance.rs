@@ -88,6 +88,10 @@ impl ConsumerCore {
                 continue;
             }
             let state = Arc::new(PartitionState::new(Arc::from(topic), partition));
+            if self.user_paused.load(Ordering::Acquire) {
+                // Before its worker starts, so it takes nothing while the container is paused.
+                state.paused.fetch_or(pause::USER, Ordering::AcqRel);
+            }
             match PartitionQueue::split(consumer, topic, partition, Arc::clone(&state.wake)) {
                 Some(queue) => *state.queue.lock().unwrap_or_else(|p| p.into_inner()) = Some(queue),
                 None => {
@@ -267,28 +271,23 @@ impl ConsumerCore {
         consumer: &BaseConsumer<C>,
         tpl: &TopicPartitionList,
     ) {
-        if !self.user_paused.load(Ordering::Acquire) {
-            if tpl.count() > 0 {
-                if let Err(e) = consumer.resume(tpl) {
-                    tracing::warn!(consumer = %self.name, error = %e, "clearing stale pauses of assigned partitions failed");
-                }
+        // librdkafka pauses only for nacks, and a nack's pause does not carry over to a new
+        // assignment.
+        if tpl.count() > 0 {
+            if let Err(e) = consumer.resume(tpl) {
+                tracing::warn!(consumer = %self.name, error = %e, "clearing stale pauses of assigned partitions failed");
             }
+        }
+        if !self.user_paused.load(Ordering::Acquire) {
             return;
         }
-        let assigned = self.assigned();
-        let mut to_pause = TopicPartitionList::new();
-        for a in assigned.iter() {
+        // Newly assigned partitions start paused too (ours only, see `poll::apply_request`).
+        for a in self.assigned().iter() {
             if tpl
                 .find_partition(&a.state.topic, a.state.partition)
                 .is_some()
-                && a.state.paused.fetch_or(pause::USER, Ordering::AcqRel) == 0
             {
-                let _ = to_pause.add_partition(&a.state.topic, a.state.partition);
-            }
-        }
-        if to_pause.count() > 0 {
-            if let Err(e) = consumer.pause(&to_pause) {
-                tracing::warn!(consumer = %self.name, error = %e, "pausing newly assigned partitions failed");
+                a.state.paused.fetch_or(pause::USER, Ordering::AcqRel);
             }
         }
     }

@@ -201,7 +201,7 @@ impl Rewind {
         if !still_ours {
             return true;
         }
-        if state.paused.fetch_or(pause::NACK, Ordering::AcqRel) == 0 {
+        if state.paused.fetch_or(pause::NACK, Ordering::AcqRel) & pause::NACK == 0 {
             let mut tpl = TopicPartitionList::new();
             let _ = tpl.add_partition(&state.topic, state.partition);
             if let Err(e) = consumer.pause(&tpl) {
@@ -284,7 +284,7 @@ pub(super) fn resume_nacked(
         if *at > now {
             return true;
         }
-        if state.paused.fetch_and(!pause::NACK, Ordering::AcqRel) == pause::NACK {
+        if state.paused.fetch_and(!pause::NACK, Ordering::AcqRel) & pause::NACK != 0 {
             let _ = tpl.add_partition(&state.topic, state.partition);
         }
         false

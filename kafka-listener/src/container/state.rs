@@ -277,13 +277,16 @@ impl PartitionState {
         }
     }
 
+    /// The nack recorded for a record of `epoch`, if any. One whose position was since moved
+    /// by a seek (the application's, applied while the handler still ran) is dropped: its
+    /// rewind would undo that seek.
     pub(super) fn take_nack(&self, epoch: u64) -> Option<NackRequest> {
         if !self.nacked.swap(false, Ordering::AcqRel) {
             return None;
         }
         lock(&self.nack)
             .take()
-            .filter(|(e, _)| *e == epoch)
+            .filter(|(e, _)| *e == epoch && epoch == self.epoch())
             .map(|(_, r)| r)
     }
 

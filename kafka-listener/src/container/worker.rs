@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::FutureExt as _;
 
 use super::chunk::ChunkBuilder;
-use super::state::{ConsumerRequest, Counters, PartitionLink, PartitionState};
+use super::state::{pause, ConsumerRequest, Counters, PartitionLink, PartitionState};
 use crate::config::AckMode;
 use crate::error_handler::{panic_error, recover, Failure, RetryPolicy};
 use crate::listener::{ConsumerRecord, Handler, HandlerFuture, ListenerContext};
@@ -109,7 +109,9 @@ impl Worker {
             }
             // While a nack or a handler's seek waits to be applied, what is in the queue
             // comes from the old position: leave it there (librdkafka drops it at the seek).
-            let take = if self.state.seek_pending.load(Ordering::Acquire) {
+            let take = if self.state.seek_pending.load(Ordering::Acquire)
+                || self.state.paused.load(Ordering::Acquire) & pause::USER != 0
+            {
                 Take::Nothing
             } else {
                 self.take()
