@@ -408,9 +408,11 @@ impl ListenerContainer {
         }
     }
 
-    /// Stops fetching records; in-flight records finish and are committed as usual. The
-    /// consumers keep polling, so they stay in the group and keep their partitions. Takes
-    /// effect within one poll turn (~100 ms); a restart of the container keeps it paused.
+    /// Stops handing records to the handler; in-flight records finish and are committed as
+    /// usual. librdkafka keeps what it prefetched (up to its per-partition limits) and then
+    /// stops fetching; nothing is dropped or fetched again. The consumers keep polling, so they
+    /// stay in the group and keep their partitions. Takes effect within one poll turn
+    /// (~100 ms); a restart of the container keeps it paused.
     pub fn pause(&self) {
         self.inner.paused.store(true, Ordering::Release);
         self.send_to_consumers(|| ConsumerRequest::Pause);

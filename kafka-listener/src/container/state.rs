@@ -373,12 +373,12 @@ pub(crate) enum ConsumerRequest {
 mod tests {
     use super::*;
 
-    pub(super) fn state() -> PartitionState {
+    fn state() -> PartitionState {
         PartitionState::new(Arc::from("t"), 0)
     }
 
     #[test]
-    pub(super) fn manual_commit_stops_below_the_first_unacknowledged_record() {
+    fn manual_commit_stops_below_the_first_unacknowledged_record() {
         let s = state();
         for o in 10..15 {
             s.manual_dispatch(o);
@@ -395,7 +395,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn completions_from_before_a_seek_are_ignored() {
+    fn completions_from_before_a_seek_are_ignored() {
         let s = state();
         s.finish(0, 41, true);
         assert_eq!(s.offsets.pending_ack(), Some(42));
@@ -407,7 +407,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn an_acknowledgement_kept_across_a_nack_of_a_later_record_still_moves_the_commit() {
+    fn an_acknowledgement_kept_across_a_nack_of_a_later_record_still_moves_the_commit() {
         let s = state();
         for o in 0..4 {
             s.manual_dispatch(o);
@@ -426,7 +426,19 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn a_nack_from_before_a_rewind_cannot_replace_the_current_one() {
+    fn a_seek_applied_after_a_nack_drops_the_nack() {
+        let s = state();
+        let epoch = s.epoch();
+        s.request_nack(epoch, 5, Duration::ZERO);
+        s.seeked(Some(100), true);
+        assert!(
+            s.take_nack(epoch).is_none(),
+            "its rewind would undo the seek"
+        );
+    }
+
+    #[test]
+    fn a_nack_from_before_a_rewind_cannot_replace_the_current_one() {
         let s = state();
         s.seeked(Some(3), false); // epoch 1
         s.request_nack(1, 4, Duration::ZERO);
@@ -435,7 +447,7 @@ mod tests {
     }
 
     #[test]
-    pub(super) fn nack_rewind_keeps_acknowledged_records_before_it() {
+    fn nack_rewind_keeps_acknowledged_records_before_it() {
         let s = state();
         for o in 0..4 {
             s.manual_dispatch(o);
