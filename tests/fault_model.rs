@@ -9,6 +9,11 @@
 //! - `real_broker_schedules`: fewer, longer cases on the real broker with group subscription:
 //!   a second consumer process-alike joins and leaves (eager or cooperative-sticky).
 //!
+//! A third of the schedules run with key lanes (`concurrency-per-partition = 4`, seven keys
+//! per partition): first deliveries must then be in offset order per key, and a stop that
+//! cut a retry short may redeliver records of other keys (by design); some schedules pause
+//! the container before its first record is taken.
+//!
 //! Every case prints its seed. A failure prints the command that replays it. Environment:
 //! `MODEL_SEED` (first seed; default: from the clock), `MODEL_CASES` / `MODEL_BROKER_CASES`
 //! (counts; defaults 200 / 20), `MODEL_LONG=1` (ten times as many, and handlers slower than
@@ -30,6 +35,10 @@ use kafka_listener_tests::*;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 const PARTITIONS: i32 = 2;
+
+/// Distinct keys: record `i` of a partition (its offset) has key `k{i % KEYS}`, so key lanes
+/// see several records per key.
+const KEYS: i64 = 7;
 
 /// One step of splitmix64: a well-mixed hash of `x`.
 fn mix(mut x: u64) -> u64 {
@@ -82,6 +91,9 @@ struct Run {
     seeks_left: AtomicU32,
     /// A nack or seek happened: records may be delivered again by design.
     redelivery: AtomicBool,
+    /// A handler failed or panicked (with key lanes, a stop during its retry leaves it
+    /// unfinished below records of other keys that finished: those come again).
+    failed: AtomicBool,
 }
 
 impl Run {
@@ -166,8 +178,14 @@ async fn body(meta: RecordMeta, ack: Acknowledgment, seeker: Seeker) -> Result<(
     };
     match run.action(p, o, call) {
         Action::Ok => finish(&run, &ack),
-        Action::Fail => return Err("model: transient failure".into()),
-        Action::Panic => panic!("model: handler panic at {p}@{o}"),
+        Action::Fail => {
+            run.failed.store(true, Ordering::Release);
+            return Err("model: transient failure".into());
+        }
+        Action::Panic => {
+            run.failed.store(true, Ordering::Release);
+            panic!("model: handler panic at {p}@{o}")
+        }
         Action::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             finish(&run, &ack);
@@ -247,6 +265,8 @@ struct Schedule {
     records: usize,
     /// Control steps of phase 1, in order.
     steps: Vec<Step>,
+    /// `concurrency-per-partition`: key lanes when above 1.
+    lanes: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -296,7 +316,7 @@ impl Schedule {
             steps.push(step);
         }
         steps.push(Step::Resume);
-        Schedule {
+        let mut schedule = Schedule {
             seed,
             listener: if embedded {
                 "model_explicit"
@@ -310,7 +330,14 @@ impl Schedule {
             assignment: ["range", "cooperative-sticky"][rng.usize(0..2)],
             records: rng.usize(50..1500),
             steps,
+            lanes: [1, 1, 4][rng.usize(0..3)],
+        };
+        // Paused before the first record is taken (drawn last: earlier seeds keep their
+        // other draws).
+        if rng.u32(0..4) == 0 {
+            schedule.steps.insert(0, Step::Pause);
         }
+        schedule
     }
 }
 
@@ -326,6 +353,7 @@ async fn start_app(s: &Schedule, bs: &str, topic: &str, group: &str) -> Applicat
             s.ack_mode,
         )
         .set("kafka.listener.concurrency", s.concurrency)
+        .set("kafka.listener.concurrency-per-partition", s.lanes)
         .set("kafka.listener.ack-count", 20)
         .set("kafka.listener.ack-time", "50ms")
         .set("kafka.listener.retry.attempts", 3)
@@ -358,7 +386,7 @@ async fn produce_all(bs: &str, topic: &str, from: usize, n: usize) {
         .expect("producer");
     let mut deliveries = Vec::with_capacity(n * PARTITIONS as usize);
     for i in from..from + n {
-        let (key, value) = (format!("k{i}"), format!("{{\"seq\":{i}}}"));
+        let (key, value) = (format!("k{}", i as i64 % KEYS), format!("{{\"seq\":{i}}}"));
         for p in 0..PARTITIONS {
             let record = FutureRecord::to(topic)
                 .partition(p)
@@ -474,6 +502,14 @@ async fn commits_never_pass_unfinished(
     for (p, c) in committed {
         let done = finished.get(&p).cloned().unwrap_or_default();
         if let Some(gap) = (0..c).find(|o| !done.contains(o)) {
+            if std::env::var("MODEL_DEBUG").is_ok() {
+                let log = run.log.lock().expect("log");
+                for (i, e) in log.iter().enumerate() {
+                    if e.0 == p && (e.1 - gap).abs() <= 8 {
+                        eprintln!("DEBUG {i}: {e:?}");
+                    }
+                }
+            }
             panic!(
                 "seed {}: partition {p} committed {c} but offset {gap} never finished ({s:?})",
                 s.seed
@@ -498,12 +534,21 @@ fn check(s: &Schedule, run: &Run, dup_allowed: bool, end: &HashMap<i32, i64>) {
     }
     for p in 0..PARTITIONS {
         let firsts = first_calls.get(&p).cloned().unwrap_or_default();
-        assert!(
-            firsts.windows(2).all(|w| w[0] < w[1]),
-            "seed {}: partition {p}: first deliveries out of order: {:?}",
-            s.seed,
-            firsts.windows(2).find(|w| w[0] >= w[1])
-        );
+        // In offset order: per partition, or with key lanes per key.
+        let lanes = if s.lanes > 1 { KEYS } else { 1 };
+        for lane in 0..lanes {
+            let of_lane: Vec<i64> = firsts
+                .iter()
+                .copied()
+                .filter(|o| o % lanes == lane)
+                .collect();
+            assert!(
+                of_lane.windows(2).all(|w| w[0] < w[1]),
+                "seed {}: partition {p}: first deliveries out of order: {:?}",
+                s.seed,
+                of_lane.windows(2).find(|w| w[0] >= w[1])
+            );
+        }
         for o in 0..end[&p] {
             assert!(
                 finishes.contains_key(&(p, o)),
@@ -512,7 +557,8 @@ fn check(s: &Schedule, run: &Run, dup_allowed: bool, end: &HashMap<i32, i64>) {
             );
         }
     }
-    if !dup_allowed && !run.redelivery.load(Ordering::Acquire) {
+    let lanes_retried = s.lanes > 1 && run.failed.load(Ordering::Acquire);
+    if !dup_allowed && !lanes_retried && !run.redelivery.load(Ordering::Acquire) {
         if let Some(((p, o), n)) = finishes.iter().find(|(_, n)| **n > 1) {
             panic!(
                 "seed {}: {p}@{o} finished {n} times on a graceful schedule ({s:?})",
@@ -549,6 +595,7 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
         nacks_left: AtomicU32::new(3),
         seeks_left: AtomicU32::new(2),
         redelivery: AtomicBool::new(false),
+        failed: AtomicBool::new(false),
     });
     RUNS.lock()
         .expect("runs")
@@ -606,10 +653,11 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
     commits_never_pass_unfinished(&s, &run, bs, &group, &topic).await;
     check(&s, &run, dup_allowed, &end);
     eprintln!(
-        "case {seed}: {} {} x{} phase 1 {:.1?}, phase 2 {:.1?}",
+        "case {seed}: {} {} x{} lanes {} phase 1 {:.1?}, phase 2 {:.1?}",
         s.listener,
         s.ack_mode,
         s.concurrency,
+        s.lanes,
         t1 - t0,
         t1.elapsed()
     );

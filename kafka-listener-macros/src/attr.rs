@@ -15,6 +15,7 @@ pub(crate) mod kw {
     pub(crate) const TOPICS: &str = "topics";
     pub(crate) const GROUP_ID: &str = "group_id";
     pub(crate) const CONCURRENCY: &str = "concurrency";
+    pub(crate) const CONCURRENCY_PER_PARTITION: &str = "concurrency_per_partition";
     pub(crate) const ACK_MODE: &str = "ack_mode";
     pub(crate) const BATCH: &str = "batch";
     pub(crate) const AUTO_STARTUP: &str = "auto_startup";
@@ -30,6 +31,7 @@ pub(crate) mod kw {
         TOPICS,
         GROUP_ID,
         CONCURRENCY,
+        CONCURRENCY_PER_PARTITION,
         ACK_MODE,
         BATCH,
         AUTO_STARTUP,
@@ -69,6 +71,7 @@ pub(crate) struct ListenerArgs {
     pub(crate) topics: Vec<String>,
     pub(crate) group_id: Option<String>,
     pub(crate) concurrency: Option<String>,
+    pub(crate) concurrency_per_partition: Option<String>,
     pub(crate) ack_mode: Option<String>,
     pub(crate) batch: bool,
     pub(crate) auto_startup: Option<String>,
@@ -153,6 +156,17 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
              (or `topic_pattern`, or `partitions`)",
         ));
     }
+    if args.batch
+        && args
+            .concurrency_per_partition
+            .as_deref()
+            .is_some_and(|n| n != "1" && whole_placeholder(n).is_none())
+    {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "`concurrency_per_partition` applies to record listeners: a batch listener gets a partition's records in one call",
+        ));
+    }
     let sources = [kw::TOPICS, kw::TOPIC_PATTERN, kw::PARTITIONS]
         .iter()
         .filter(|k| seen.contains(*k))
@@ -189,7 +203,8 @@ fn parse_entry(key: &'static str, meta: &Meta, args: &mut ListenerArgs) -> syn::
         kw::ID => args.id = Some(id(value)?),
         kw::TOPICS => args.topics = topics(value)?,
         kw::GROUP_ID => args.group_id = Some(plain_string(key, value)?),
-        kw::CONCURRENCY => args.concurrency = Some(concurrency(value)?),
+        kw::CONCURRENCY => args.concurrency = Some(count(key, value)?),
+        kw::CONCURRENCY_PER_PARTITION => args.concurrency_per_partition = Some(count(key, value)?),
         kw::ACK_MODE => args.ack_mode = Some(ack_mode(value)?),
         kw::AUTO_STARTUP => args.auto_startup = Some(auto_startup(value)?),
         kw::PROPERTIES => args.properties = properties(value)?,
@@ -235,6 +250,7 @@ fn example(key: &str) -> &'static str {
         kw::TOPICS => "topics = [\"orders\", \"returns\"]",
         kw::GROUP_ID => "group_id = \"billing\"",
         kw::CONCURRENCY => "concurrency = 3",
+        kw::CONCURRENCY_PER_PARTITION => "concurrency_per_partition = 16",
         kw::ACK_MODE => "ack_mode = \"record\"",
         kw::BATCH => "batch = true",
         kw::AUTO_STARTUP => "auto_startup = false",
@@ -405,17 +421,25 @@ fn plain_string(key: &str, expr: &Expr) -> syn::Result<String> {
     Ok(value)
 }
 
-fn concurrency(expr: &Expr) -> syn::Result<String> {
-    const EXPECTED: &str =
-        "`concurrency` is a positive integer (`concurrency = 3`) or a placeholder (`concurrency = \"${ORDERS_CONCURRENCY:3}\"`)";
+/// `concurrency` and `concurrency_per_partition`: a positive integer or a placeholder.
+fn count(key: &str, expr: &Expr) -> syn::Result<String> {
+    let (example, what) = if key == kw::CONCURRENCY {
+        ("3", "the number of consumers")
+    } else {
+        ("16", "records of a partition handled at once")
+    };
+    let expected = format!(
+        "`{key}` is a positive integer (`{key} = {example}`) or a placeholder (`{key} = \"${{{}:{example}}}\"`)",
+        key.to_uppercase()
+    );
     match lit(expr) {
         Some(Lit::Int(int)) => match int.base10_parse::<u32>() {
             Ok(0) => Err(syn::Error::new_spanned(
                 int,
-                "`concurrency` must be at least 1 (the number of consumers)",
+                format!("`{key}` must be at least 1 ({what})"),
             )),
             Ok(n) => Ok(n.to_string()),
-            Err(_) => Err(syn::Error::new_spanned(int, EXPECTED)),
+            Err(_) => Err(syn::Error::new_spanned(int, expected)),
         },
         Some(Lit::Str(s)) => {
             let value = s.value();
@@ -427,10 +451,10 @@ fn concurrency(expr: &Expr) -> syn::Result<String> {
             if ok {
                 Ok(value)
             } else {
-                Err(syn::Error::new_spanned(s, EXPECTED))
+                Err(syn::Error::new_spanned(s, expected))
             }
         }
-        _ => Err(syn::Error::new_spanned(expr, EXPECTED)),
+        _ => Err(syn::Error::new_spanned(expr, expected)),
     }
 }
 
@@ -711,6 +735,24 @@ mod tests {
         assert!(parse_err(quote!(topics = "a b")).contains("invalid topic name"));
         assert!(parse_err(quote!(topics = "a", concurrency = "${C:0}")).contains("positive"));
         assert!(parse_err(quote!(topics = "a", concurrency = "x")).contains("positive"));
+        assert!(
+            parse_err(quote!(topics = "a", concurrency_per_partition = 0))
+                .contains("records of a partition handled at once")
+        );
+        assert!(
+            parse_err(quote!(topics = "a", concurrency_per_partition = "${N:0}"))
+                .contains("`concurrency_per_partition = \"${CONCURRENCY_PER_PARTITION:16}\"`")
+        );
+        assert!(
+            parse_err(quote!(topics = "a", batch, concurrency_per_partition = 8))
+                .contains("record listeners")
+        );
+        assert_eq!(
+            parse_ok(quote!(topics = "a", concurrency_per_partition = 8))
+                .concurrency_per_partition
+                .as_deref(),
+            Some("8")
+        );
         assert!(parse_err(quote!(topics = "a", auto_startup = "true")).contains("placeholder"));
         assert!(
             parse_err(quote!(topics = "a", ack_mode = "${A:manual-immediate}"))

@@ -106,6 +106,7 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
     let properties = &args.properties;
     let group_id = optional(args.group_id.as_deref());
     let concurrency = optional(args.concurrency.as_deref());
+    let concurrency_per_partition = optional(args.concurrency_per_partition.as_deref());
     let ack_mode = optional(args.ack_mode.as_deref());
     let auto_startup = optional(args.auto_startup.as_deref());
     let client_id_prefix = optional(args.client_id_prefix.as_deref());
@@ -128,6 +129,7 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
                     topics: &[#(#topics),*],
                     group_id: #group_id,
                     concurrency: #concurrency,
+                    concurrency_per_partition: #concurrency_per_partition,
                     ack_mode: #ack_mode,
                     auto_startup: #auto_startup,
                     properties: &[#(#properties),*],

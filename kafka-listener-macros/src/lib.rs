@@ -41,6 +41,7 @@ use proc_macro::TokenStream;
 /// | `id` | `"name"`: letters, digits, `_`, `-` | the function's name | `id` |
 /// | `group_id` | `"group"` | `kafka.consumer.group-id`, then the listener id | `groupId` |
 /// | `concurrency` | `3` (≥ 1), or `"${PLACEHOLDER:3}"` | `kafka.listener.<id>.concurrency`, then 1 | `concurrency` |
+/// | `concurrency_per_partition` | `16` (≥ 1), or `"${PLACEHOLDER:16}"`; record listeners | `kafka.listener.<id>.concurrency-per-partition`, then 1 | none (Confluent's Parallel Consumer's key ordering) |
 /// | `ack_mode` | `"record"`, `"batch"`, `"time"`, `"count"`, `"count_time"`, `"manual"`, `"manual_immediate"`, or a placeholder | the configured ack mode | `ackMode` (container property) |
 /// | `batch` | flag, or `batch = true` / `batch = false` | `false` (one call per record) | `batch` |
 /// | `auto_startup` | `true`, `false`, or a placeholder | `true` | `autoStartup` |
@@ -85,6 +86,26 @@ use proc_macro::TokenStream;
 /// share of the partitions, so more consumers than partitions leaves some idle. An integer
 /// literal of at least 1, or a string holding a placeholder (`"${ORDERS_CONCURRENCY:3}"`) or
 /// a positive integer.
+///
+/// ## `concurrency_per_partition`
+///
+/// How many records of one partition a record listener handles at once. Records with the
+/// same key are handled one after another in offset order, records with different keys at
+/// the same time (their futures are polled together on the partition's task: this helps a
+/// handler that awaits I/O, not one that computes). Records without a key share one lane
+/// and keep their order. Commits never pass the lowest unfinished record; records of other
+/// keys finished above it are delivered again after a rebalance or restart (at-least-once).
+///
+/// ```no_run
+/// # use kafka_listener::{kafka_listener, BoxError};
+/// #[kafka_listener(topics = "payments", concurrency_per_partition = 64)]
+/// async fn on_payment(payment: String) -> Result<(), BoxError> {
+///     // e.g. a call to another service: 64 of them in flight per partition
+///     let _ = payment;
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
 ///
 /// ## `ack_mode`
 ///

@@ -93,6 +93,28 @@
 //! records after a `nack` or a seek backwards (on purpose). What can be lost: nothing, at the
 //! default settings (`auto-offset-reset=earliest`, producer `acks=all` with idempotence).
 //!
+//! # Parallelism by key inside a partition
+//!
+//! `concurrency_per_partition = N` (or `kafka.listener.<id>.concurrency-per-partition`) lets a
+//! record listener handle up to N records of one partition at once, one per key: records with
+//! the same key run one after another in offset order, different keys alongside (their
+//! futures are polled together on the partition's task, so it pays off for handlers that
+//! await, not for ones that compute). Records without a key share one lane and keep their
+//! order. What changes in the guarantees:
+//!
+//! - Commits stay gap-aware: the committed offset never passes the lowest unfinished record.
+//!   Records of other keys finished above it are not remembered: after a crash or a lost
+//!   partition they come again (a graceful stop, rebalance or shutdown first runs the waiting
+//!   records below the highest one started, so within its deadline it duplicates nothing; a
+//!   record whose retries the stop cut short stays unfinished, and what finished above it
+//!   comes again).
+//! - A `nack` or a handler's seek stops the partition starting records, lets those in flight
+//!   finish, and goes back no further than needed: a nack to the lowest unfinished record if
+//!   that is below the nacked one, a seek of its own partition no further than the first
+//!   unfinished record before the seeking one. Records of other keys above that point are
+//!   delivered again.
+//! - Batch listeners refuse it (a batch is a partition's records in one call).
+//!
 //! # Rebalances
 //!
 //! Each consumer runs librdkafka's rebalance callback on its own thread, so it can block

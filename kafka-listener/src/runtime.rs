@@ -508,6 +508,13 @@ fn listener_value<T>(
     Ok(configured)
 }
 
+fn positive_u32(s: &str) -> std::result::Result<u32, String> {
+    s.parse::<u32>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| "expected a positive integer".to_owned())
+}
+
 fn plan_listener(
     def: &ListenerDefinition,
     config: &Config,
@@ -532,14 +539,26 @@ fn plan_listener(
         "concurrency",
         def.concurrency,
         ls.concurrency,
-        |s| {
-            s.parse::<u32>()
-                .ok()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| "expected a positive integer".to_owned())
-        },
+        positive_u32,
     )?
     .unwrap_or(1);
+    let concurrency_per_partition = listener_value(
+        config,
+        id,
+        "concurrency-per-partition",
+        def.concurrency_per_partition,
+        ls.concurrency_per_partition,
+        positive_u32,
+    )?
+    .unwrap_or(1);
+    if concurrency_per_partition > 1 && def.handler.is_batch() {
+        return Err(Error::Listener {
+            id: id.into(),
+            message: format!(
+                "concurrency-per-partition = {concurrency_per_partition}: a batch listener gets a partition's records in one call; key lanes apply to record listeners (leave it at 1, or drop `batch`)"
+            ),
+        });
+    }
     let ack_mode = listener_value(
         config,
         id,
@@ -601,6 +620,7 @@ fn plan_listener(
     props.client_config.clear();
     props.group_id = group_id;
     props.concurrency = concurrency;
+    props.concurrency_per_partition = concurrency_per_partition;
     props.ack_mode = ack_mode;
     props.ack_count = ls.ack_count;
     props.ack_time = ls.ack_time;

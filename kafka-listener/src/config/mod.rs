@@ -112,6 +112,7 @@
 //! | `kafka.listener.ack-count` | `1` | Records between commits in `count` and `count_time` modes. |
 //! | `kafka.listener.ack-time` | `5s` | Duration between commits in `time` and `count_time` modes. |
 //! | `kafka.listener.concurrency` | — | Consumers per listener (1, 2, ...); when unset the listener's own setting, or 1, applies. |
+//! | `kafka.listener.concurrency-per-partition` | — | Record listeners: records of one partition handled at once, at most one per key, each key's records in offset order (1, 2, ...); when unset the listener's own setting, or 1 (one record at a time), applies. Commits stay below the lowest unfinished record; records finished above it are delivered again after a rebalance or restart. Records without a key share one lane. |
 //! | `kafka.listener.poll-timeout` | `100ms` | Longest one poll waits for records when none arrive (greater than zero). At most 100 ms takes effect: the consumer thread serves seeks, nacks, pauses and commits between polls; a larger value (Spring's default is 5 s) is logged at start-up and treated as 100 ms. |
 //! | `kafka.listener.shutdown-timeout` | `30s` | Duration shutdown waits for running handlers. |
 //! | `kafka.listener.revoke-timeout` | `15s` | Duration a rebalance waits for running handlers of revoked partitions. |

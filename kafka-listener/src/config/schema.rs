@@ -122,6 +122,11 @@ pub(crate) const KEYS: &[KeyDef] = &[
     def("kafka.listener.ack-time", Kind::Duration, Some("5s")),
     def("kafka.listener.concurrency", Kind::PositiveU32, None),
     def(
+        "kafka.listener.concurrency-per-partition",
+        Kind::PositiveU32,
+        None,
+    ),
+    def(
         "kafka.listener.poll-timeout",
         Kind::PositiveDuration,
         Some("100ms"),

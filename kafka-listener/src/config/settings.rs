@@ -142,6 +142,9 @@ pub struct ListenerSettings {
     /// `concurrency`: consumers per listener; `None` when not configured,
     /// in which case the macro's value (or 1) applies.
     pub concurrency: Option<u32>,
+    /// `concurrency-per-partition`: records of one partition handled at once, one per key;
+    /// `None` when not configured (the macro's value, or 1, applies).
+    pub concurrency_per_partition: Option<u32>,
     /// `poll-timeout`: how long one poll waits for records.
     pub poll_timeout: Duration,
     /// `shutdown-timeout`: how long shutdown waits for in-flight handlers.
@@ -174,6 +177,7 @@ impl ListenerSettings {
             ack_count: 1,
             ack_time: Duration::ZERO,
             concurrency: None,
+            concurrency_per_partition: None,
             poll_timeout: Duration::ZERO,
             shutdown_timeout: Duration::ZERO,
             revoke_timeout: Duration::ZERO,
@@ -195,6 +199,9 @@ impl ListenerSettings {
             "ack-count" => self.ack_count = parse_uint(value, true)?,
             "ack-time" => self.ack_time = parse_duration(value)?,
             "concurrency" => self.concurrency = Some(parse_uint(value, true)?),
+            "concurrency-per-partition" => {
+                self.concurrency_per_partition = Some(parse_uint(value, true)?)
+            }
             "poll-timeout" => self.poll_timeout = parse_positive_duration(value)?,
             "shutdown-timeout" => self.shutdown_timeout = parse_duration(value)?,
             "revoke-timeout" => self.revoke_timeout = parse_duration(value)?,

@@ -883,6 +883,7 @@ fn defaults() {
         ack_count: 1,
         ack_time: Duration::from_secs(5),
         concurrency: None,
+        concurrency_per_partition: None,
         poll_timeout: Duration::from_millis(100),
         shutdown_timeout: Duration::from_secs(30),
         revoke_timeout: Duration::from_secs(15),

@@ -22,6 +22,7 @@ mod chunk;
 mod commit;
 mod consumer;
 mod ffi;
+mod keyed;
 mod offsets;
 mod poll;
 mod rebalance;
@@ -62,6 +63,9 @@ pub struct ContainerProperties {
     pub group_id: String,
     /// Number of consumers (threads) in the group for this listener.
     pub concurrency: u32,
+    /// Records of one partition handled at once, at most one per key, each key's in offset
+    /// order (record listeners; 1: one record at a time). See the `keyed` module docs.
+    pub concurrency_per_partition: u32,
     /// When offsets are committed.
     pub ack_mode: AckMode,
     /// Records finished between commits in `count` and `count_time` modes.
@@ -107,6 +111,7 @@ impl std::fmt::Debug for ContainerProperties {
             .field("topics", &self.topics)
             .field("group_id", &self.group_id)
             .field("concurrency", &self.concurrency)
+            .field("concurrency_per_partition", &self.concurrency_per_partition)
             .field("ack_mode", &self.ack_mode)
             .field("rebalance_listener", &self.rebalance_listener.is_some())
             .finish_non_exhaustive()
@@ -121,6 +126,7 @@ impl ContainerProperties {
             topics,
             group_id: listener_id.to_owned(),
             concurrency: 1,
+            concurrency_per_partition: 1,
             ack_mode: AckMode::Batch,
             ack_count: 1,
             ack_time: Duration::from_secs(5),
@@ -452,6 +458,7 @@ impl ListenerContainer {
             topic: topic.to_owned(),
             partition,
             target,
+            from: None,
         });
     }
 

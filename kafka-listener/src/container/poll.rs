@@ -142,6 +142,32 @@ pub(super) fn chunk_bytes(props: &ContainerProperties) -> usize {
     (props.max_buffered_bytes / 8).max(64 << 10)
 }
 
+/// A handler's seek goes no further than the first unfinished record before the handler's
+/// own: with key lanes, records of other keys taken before it may still wait, and a seek past
+/// them would skip them (without lanes every record before the handler's is finished, and
+/// this never applies).
+fn not_past_unfinished(
+    consumer: &str,
+    state: &PartitionState,
+    target: rdkafka::Offset,
+    from: Option<i64>,
+) -> rdkafka::Offset {
+    let (Some(from), Some(unfinished)) = (from, state.resume_at()) else {
+        return target;
+    };
+    if unfinished >= from {
+        return target;
+    }
+    let lowered = match target {
+        rdkafka::Offset::Offset(o) if o <= unfinished => return target,
+        rdkafka::Offset::Beginning => return target,
+        _ => rdkafka::Offset::Offset(unfinished),
+    };
+    tracing::info!(consumer, topic = %state.topic, partition = state.partition, ?target,
+        unfinished, "seek from a handler lowered to the first unfinished record before the handler's (records of other keys wait there)");
+    lowered
+}
+
 /// Applies a partition worker's request on the consumer thread.
 pub(super) fn apply_request(
     consumer: &BaseConsumer<CoreContext>,
@@ -174,6 +200,7 @@ pub(super) fn apply_request(
             topic,
             partition,
             target,
+            from,
         } => {
             let state = core
                 .assigned()
@@ -184,6 +211,7 @@ pub(super) fn apply_request(
                 return; // another consumer of the container owns it, or nobody does
             };
             let result = resolve(consumer, &topic, partition, target)
+                .map(|offset| not_past_unfinished(&core.name, &state, offset, from))
                 .and_then(|offset| seek_locked(consumer, &state, offset, None, true));
             match result {
                 Ok(()) => {

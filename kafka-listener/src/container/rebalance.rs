@@ -111,6 +111,7 @@ impl ConsumerCore {
                 requests: self.requests_tx.clone(),
                 max_records: self.props.max_poll_records.max(1),
                 max_bytes: chunk_bytes(&self.props),
+                lanes: self.props.concurrency_per_partition.max(1) as usize,
             };
             let (listener, what) = (
                 self.name.clone(),

@@ -124,6 +124,8 @@ pub(crate) fn resolve<C: ConsumerContext>(
 pub struct Seeker {
     requests: std::sync::mpsc::Sender<super::state::ConsumerRequest>,
     state: std::sync::Arc<super::state::PartitionState>,
+    /// The offset of the record it was given with.
+    offset: i64,
 }
 
 impl std::fmt::Debug for Seeker {
@@ -142,29 +144,38 @@ impl Seeker {
         self.state
             .seek_pending
             .store(true, std::sync::atomic::Ordering::Release);
-        let (topic, partition) = (self.state.topic.to_string(), self.state.partition);
-        self.seek_partition(&topic, partition, target);
+        let _ = self.requests.send(super::state::ConsumerRequest::Seek {
+            topic: self.state.topic.to_string(),
+            partition: self.state.partition,
+            target,
+            from: Some(self.offset),
+        });
     }
 
     /// Moves the position of another partition owned by the same consumer (ignored otherwise).
     pub fn seek_partition(&self, topic: &str, partition: i32, target: SeekTarget) {
+        if partition == self.state.partition && *self.state.topic == *topic {
+            return self.seek(target);
+        }
         let _ = self.requests.send(super::state::ConsumerRequest::Seek {
             topic: topic.to_owned(),
             partition,
             target,
+            from: None,
         });
     }
 }
 
 impl crate::listener::FromRecord for Seeker {
     fn from_record(
-        _: &crate::ConsumerRecord,
+        record: &crate::ConsumerRecord,
         cx: &crate::ListenerContext,
     ) -> Result<Self, crate::ExtractError> {
         PartitionLink::of(cx)
             .map(|link| Seeker {
                 requests: link.requests.clone(),
                 state: std::sync::Arc::clone(&link.state),
+                offset: record.offset,
             })
             .ok_or(crate::ExtractError::Unavailable(
                 "a Seeker is only available inside a running listener container",

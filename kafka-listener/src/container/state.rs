@@ -248,7 +248,8 @@ impl PartitionState {
     }
 
     /// Records a handler's nack. One from before a seek or rewind (a kept `Acknowledgment`)
-    /// is ignored: it must not replace the nack of the record in hand.
+    /// is ignored: it must not replace the nack of the record in hand. Of two nacks not yet
+    /// taken by the worker, the one with the lower offset is kept.
     pub(crate) fn request_nack(&self, epoch: u64, offset: i64, delay: Duration) {
         let current = lock(&self.epoch);
         if *current != epoch {
@@ -256,7 +257,14 @@ impl PartitionState {
                 "nack of a record from before a seek or rewind ignored (call nack before the handler returns)");
             return;
         }
-        *lock(&self.nack) = Some((epoch, NackRequest { offset, delay }));
+        let mut nack = lock(&self.nack);
+        // Two nacks before the worker saw either (records of several keys in flight): the
+        // lower offset wins, so the rewind covers both.
+        let keep = matches!(*nack, Some((e, ref r)) if e == epoch && r.offset <= offset);
+        if !keep {
+            *nack = Some((epoch, NackRequest { offset, delay }));
+        }
+        drop(nack);
         self.nacked.store(true, Ordering::Release);
     }
 
@@ -360,6 +368,10 @@ pub(crate) enum ConsumerRequest {
         topic: String,
         partition: i32,
         target: super::SeekTarget,
+        /// A handler's seek of its own partition: the offset of its record. Records before
+        /// it that are not finished (waiting in other key lanes) are not skipped: the seek
+        /// goes no further than the first of them.
+        from: Option<i64>,
     },
     /// Stop fetching every partition (the consumer keeps polling, so it stays in the group).
     Pause,

@@ -49,9 +49,12 @@ pub(crate) struct Worker {
     pub(crate) max_records: usize,
     /// A chunk stops growing once it holds this many bytes (it always takes one record).
     pub(crate) max_bytes: usize,
+    /// Records of the partition handled at once, one per key (`concurrency_per_partition`;
+    /// 1: one at a time in offset order). Record listeners only.
+    pub(crate) lanes: usize,
 }
 
-enum Outcome {
+pub(super) enum Outcome {
     /// Handled successfully: the offset may move past it.
     Done,
     /// Given to the recoverer after errors or a decode failure: the offset may move past it.
@@ -71,7 +74,7 @@ enum ChunkEnd {
 }
 
 /// What one look at the partition's queue gave.
-enum Take {
+pub(super) enum Take {
     Chunk(Chunk),
     /// Nothing now (the queue is empty, or a seek holds it): wait for a wake-up.
     Nothing,
@@ -81,13 +84,13 @@ enum Take {
 
 /// Longest wait without a wake-up before the worker looks at its queue again. A safety net
 /// only: librdkafka's callback and the consumer thread wake it whenever there is work.
-const IDLE_CHECK: Duration = Duration::from_millis(500);
+pub(super) const IDLE_CHECK: Duration = Duration::from_millis(500);
 
 /// Records taken from librdkafka per call.
 const TAKE_STEP: usize = 64;
 
 impl Worker {
-    fn manual(&self) -> bool {
+    pub(super) fn manual(&self) -> bool {
         matches!(self.ack_mode, AckMode::Manual | AckMode::ManualImmediate)
     }
 
@@ -101,6 +104,9 @@ impl Worker {
             manual: self.manual(),
             requests: self.requests.clone(),
         }));
+        if let (Handler::Record(f), lanes @ 2..) = (self.handler, self.lanes) {
+            return self.run_keyed(f, lanes).await;
+        }
         let stop = self.state.stop.clone();
         let wake = Arc::clone(&self.state.wake);
         loop {
@@ -114,7 +120,7 @@ impl Worker {
             {
                 Take::Nothing
             } else {
-                self.take()
+                self.take(self.max_records)
             };
             let chunk = match take {
                 Take::Gone => break,
@@ -139,7 +145,7 @@ impl Worker {
                     Handler::Batch(f) => self.run_batch(f, &chunk).await,
                 }
             };
-            self.release(&chunk);
+            self.release(chunk.records.len(), chunk.bytes);
             self.counters.finished.fetch_add(
                 self.state.finished_records() - finished_before,
                 Ordering::Relaxed,
@@ -154,9 +160,9 @@ impl Worker {
         }
     }
 
-    /// Takes up to `max_records` records (or `max_bytes`) from the partition's queue without
+    /// Takes up to `max` records (or `max_bytes`) from the partition's queue without
     /// waiting, stamped with the epoch of the position they came from.
-    fn take(&self) -> Take {
+    pub(super) fn take(&self, max: usize) -> Take {
         let guard = match self.state.queue.try_lock() {
             Ok(guard) => guard,
             // The consumer thread is seeking: it wakes us when done.
@@ -168,7 +174,7 @@ impl Worker {
         };
         let (epoch, generation) = self.state.epoch_and_generation();
         let mut builder = ChunkBuilder::new();
-        let max = self.max_records.max(1);
+        let max = max.max(1);
         while builder.len() < max && builder.bytes() < self.max_bytes {
             let want = (max - builder.len()).min(TAKE_STEP);
             let n = queue.consume(want, |message| match message.error() {
@@ -201,17 +207,14 @@ impl Worker {
         })
     }
 
-    /// A chunk is done with (finished or dropped): it no longer counts against the budgets.
-    fn release(&self, chunk: &Chunk) {
-        self.state
-            .queued
-            .fetch_sub(chunk.records.len(), Ordering::AcqRel);
-        self.state
-            .queued_bytes
-            .fetch_sub(chunk.bytes, Ordering::AcqRel);
+    /// Records taken are done with (finished or dropped): they no longer count against the
+    /// budgets.
+    pub(super) fn release(&self, records: usize, bytes: usize) {
+        self.state.queued.fetch_sub(records, Ordering::AcqRel);
+        self.state.queued_bytes.fetch_sub(bytes, Ordering::AcqRel);
         self.counters
             .buffered_bytes
-            .fetch_sub(chunk.bytes, Ordering::AcqRel);
+            .fetch_sub(bytes, Ordering::AcqRel);
     }
 
     /// After a record or batch finished: commit bookkeeping, or the nack it asked for.
@@ -363,14 +366,7 @@ impl Worker {
                 if std::mem::take(&mut first_call) {
                     for (index, error) in invocation.rejected {
                         if let Some(r) = records.get(index) {
-                            self.counters.recovered.fetch_add(1, Ordering::Relaxed);
-                            recover(
-                                &self.cx.listener_id,
-                                &r.topic,
-                                r.partition,
-                                r.offset,
-                                &Failure::Decode(error),
-                            );
+                            self.give_up(r.offset, &Failure::Decode(error));
                             if self.manual() {
                                 self.state.manual_ack(chunk.generation, r.offset);
                             }
@@ -395,10 +391,23 @@ impl Worker {
         end
     }
 
+    /// Hands the record at `offset` to the recoverer: its offset may move past it.
+    fn give_up(&self, offset: i64, failure: &Failure) -> Outcome {
+        self.counters.recovered.fetch_add(1, Ordering::Relaxed);
+        recover(
+            &self.cx.listener_id,
+            &self.state.topic,
+            self.state.partition,
+            offset,
+            failure,
+        );
+        Outcome::Recovered
+    }
+
     /// Runs `start` (extract + call) and awaits it, retrying failures per the policy.
     /// `start` returns `Err(Ok(e))` for a decode error (no retry) and `Err(Err(e))` for a
     /// failure to retry.
-    async fn with_retries<F>(&self, offset: i64, mut start: F) -> Outcome
+    pub(super) async fn with_retries<F>(&self, offset: i64, mut start: F) -> Outcome
     where
         F: FnMut() -> Result<HandlerFuture, Result<crate::ExtractError, BoxError>>,
     {
@@ -432,17 +441,7 @@ impl Worker {
                     }
                     continue;
                 }
-                Err(Ok(decode)) => {
-                    self.counters.recovered.fetch_add(1, Ordering::Relaxed);
-                    recover(
-                        &self.cx.listener_id,
-                        &self.state.topic,
-                        self.state.partition,
-                        offset,
-                        &Failure::Decode(decode),
-                    );
-                    return Outcome::Recovered;
-                }
+                Err(Ok(decode)) => return self.give_up(offset, &Failure::Decode(decode)),
                 Err(Err(e)) => Err(e),
             };
             let error = match result {
@@ -450,18 +449,11 @@ impl Worker {
                 Err(error) => error,
             };
             if attempt >= attempts {
-                self.counters.recovered.fetch_add(1, Ordering::Relaxed);
-                recover(
-                    &self.cx.listener_id,
-                    &self.state.topic,
-                    self.state.partition,
-                    offset,
-                    &Failure::Exhausted {
-                        attempts,
-                        last: error,
-                    },
-                );
-                return Outcome::Recovered;
+                let failure = Failure::Exhausted {
+                    attempts,
+                    last: error,
+                };
+                return self.give_up(offset, &failure);
             }
             tracing::warn!(
                 listener = %self.cx.listener_id,

@@ -78,6 +78,9 @@ pub struct ListenerDefinition {
     pub group_id: Option<&'static str>,
     /// Number of consumers, as written (`"3"` or a placeholder).
     pub concurrency: Option<&'static str>,
+    /// Records of one partition handled at once, one per key, as written (`"16"` or a
+    /// placeholder).
+    pub concurrency_per_partition: Option<&'static str>,
     /// Ack mode, as written.
     pub ack_mode: Option<&'static str>,
     /// Whether the listener starts with the application, as written.
@@ -107,6 +110,7 @@ impl ListenerDefinition {
             topics,
             group_id: None,
             concurrency: None,
+            concurrency_per_partition: None,
             ack_mode: None,
             auto_startup: None,
             properties: &[],
@@ -129,6 +133,7 @@ impl std::fmt::Debug for ListenerDefinition {
             .field("partitions", &self.partitions)
             .field("group_id", &self.group_id)
             .field("concurrency", &self.concurrency)
+            .field("concurrency_per_partition", &self.concurrency_per_partition)
             .field("ack_mode", &self.ack_mode)
             .field("handler", &self.handler)
             .field("location", &self.location)
