@@ -4,6 +4,9 @@
 //! - `--mode record`: ack mode `record`, the same handler;
 //! - `--mode sleep`: ack mode `batch`, a handler that awaits a 1 ms timer per record
 //!   (I/O-bound work; partitions are handled in parallel).
+//! - `--mode keyed`: the same handler with `concurrency_per_partition = 64`, on a topic with
+//!   10,000 keys whose records carry their sequence number: each key's numbers must arrive
+//!   in increasing order (checked per record; a violation fails the run).
 //!
 //! Everything else is the framework's defaults. Stops after `--records` records, prints the
 //! result line (see the crate docs), then shuts down gracefully (final commit, leave group).
@@ -29,7 +32,11 @@ enum Mode {
     Batch,
     Record,
     Sleep,
+    Keyed,
 }
+
+/// Keys of the keyed workload (kl-bench's `KEYS`): record `i` has key index `i % KEYS`.
+const KEYS: usize = 10_000;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -61,6 +68,9 @@ struct State {
     announce: bool,
     done: Notify,
     latency: Option<LatencyRecorder>,
+    /// `--mode keyed`: the last sequence number seen per key, and the violations of order.
+    last_of_key: std::sync::Mutex<Vec<u64>>,
+    out_of_order: AtomicU64,
 }
 
 static STATE: OnceLock<State> = OnceLock::new();
@@ -98,6 +108,27 @@ async fn bench_noop(value: Bytes) {
 )]
 async fn bench_sleep(value: Bytes) {
     tokio::time::sleep(Duration::from_millis(1)).await;
+    on_record(&value);
+}
+
+/// (h): 1 ms of simulated I/O per record, up to 64 records of a partition at once by key.
+#[kafka_listener(
+    id = "bench_keyed",
+    topics = "${bench.topic}",
+    group_id = "${bench.group}",
+    concurrency_per_partition = 64
+)]
+async fn bench_keyed(value: Bytes) {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    if let (Some(s), Some(seq)) = (STATE.get(), value.get(..8)) {
+        let seq = u64::from_be_bytes(seq.try_into().unwrap_or_default());
+        let mut last = s.last_of_key.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = &mut last[seq as usize % KEYS];
+        if *slot != u64::MAX && *slot >= seq {
+            s.out_of_order.fetch_add(1, Ordering::Relaxed);
+        }
+        *slot = seq;
+    }
     on_record(&value);
 }
 
@@ -149,6 +180,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         latency: args
             .latency_warmup
             .map(|w| LatencyRecorder::new(w, args.records as usize)),
+        last_of_key: std::sync::Mutex::new(vec![u64::MAX; KEYS]),
+        out_of_order: AtomicU64::new(0),
     };
     let state = STATE.get_or_init(|| state);
     // Warnings only, unless BENCH_LOG names targets (`kafka_listener=debug`) for a diagnosis.
@@ -165,6 +198,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Mode::Batch => ("bench_noop", "batch"),
         Mode::Record => ("bench_noop", "record"),
         Mode::Sleep => ("bench_sleep", "batch"),
+        Mode::Keyed => ("bench_keyed", "batch"),
     };
     let mut builder = Application::builder()
         .only([listener])
@@ -199,5 +233,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     report.emit();
     let shutdown = app.shutdown().await;
     eprintln!("bench-listener: shutdown {shutdown:?}");
+    let out_of_order = state.out_of_order.load(Ordering::Relaxed);
+    if out_of_order > 0 {
+        return Err(format!("{out_of_order} records arrived before an earlier record of their key").into());
+    }
     Ok(())
 }

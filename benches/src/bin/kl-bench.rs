@@ -78,11 +78,14 @@ struct RunArgs {
     #[arg(long, default_value = "100,1024")]
     sizes: String,
     /// Contenders to run, by letter.
-    #[arg(long, default_value = "abcdefg")]
+    #[arg(long, default_value = "abcdefgh")]
     only: String,
     /// Records contender (d) handles (1 ms each; default 60,000, 12,000 with --quick).
     #[arg(long)]
     sleep_records: Option<u64>,
+    /// Records contender (h) handles (1 ms each, by key; default 300,000, 60,000 with --quick).
+    #[arg(long)]
+    keyed_records: Option<u64>,
     /// Seconds of traffic per latency run (default 10; 4 with --quick).
     #[arg(long)]
     latency_seconds: Option<u64>,
@@ -138,10 +141,14 @@ enum Contender {
     E,
     F,
     G,
+    H,
 }
 
+/// Distinct keys of contender (h)'s topic.
+const KEYS: u64 = 10_000;
+
 impl Contender {
-    const ALL: [Contender; 7] = [
+    const ALL: [Contender; 8] = [
         Contender::A,
         Contender::B,
         Contender::C,
@@ -149,6 +156,7 @@ impl Contender {
         Contender::E,
         Contender::F,
         Contender::G,
+        Contender::H,
     ];
 
     fn letter(self) -> char {
@@ -160,6 +168,7 @@ impl Contender {
             Contender::E => 'e',
             Contender::F => 'f',
             Contender::G => 'g',
+            Contender::H => 'h',
         }
     }
 
@@ -172,6 +181,9 @@ impl Contender {
             Contender::E => "ruststream-rdkafka 0.7, default commit (auto), no-op handler",
             Contender::F => "Spring Boot 4.0 + spring-kafka @KafkaListener, ack-mode BATCH",
             Contender::G => "librdkafka rdkafka_performance -G (C, auto commit)",
+            Contender::H => {
+                "kafka-listener, handler awaits 1 ms per record, concurrency_per_partition = 64, 10,000 keys"
+            }
         }
     }
 }
@@ -385,11 +397,15 @@ fn send_with_retry(
     p: &ThreadedProducer<CountingContext>,
     topic: &str,
     partition: i32,
+    key: Option<&[u8]>,
     payload: &[u8],
 ) -> BoxResult<()> {
-    let mut record = BaseRecord::<(), [u8]>::to(topic)
+    let mut record = BaseRecord::<[u8], [u8]>::to(topic)
         .partition(partition)
         .payload(payload);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
     loop {
         match p.send(record) {
             Ok(()) => return Ok(()),
@@ -431,7 +447,7 @@ fn prepare_topic(bootstrap: &str, records: u64, size: usize) -> BoxResult<String
     }
     for i in 0..records {
         payload[..8].copy_from_slice(&i.to_be_bytes());
-        send_with_retry(&p, &topic, (i % PARTITIONS as u64) as i32, &payload)?;
+        send_with_retry(&p, &topic, (i % PARTITIONS as u64) as i32, None, &payload)?;
     }
     p.flush(Duration::from_secs(120))?;
     let failed = p.context().failed.load(Ordering::Relaxed);
@@ -446,6 +462,39 @@ fn prepare_topic(bootstrap: &str, records: u64, size: usize) -> BoxResult<String
         "workload {topic}: produced {records} records of {size} bytes in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
+    Ok(topic)
+}
+
+/// Contender (h)'s workload: `records` 100-byte records with 10,000 keys (`key-00000` …),
+/// record `i` keyed `i % 10,000` and carrying `i` in its first 8 bytes; a key's records all go
+/// to one partition (key index modulo the partitions), so per-key order can be checked.
+fn prepare_keyed_topic(bootstrap: &str, records: u64) -> BoxResult<String> {
+    let topic = format!("bench-keyed-100b-{records}");
+    let consumer: BaseConsumer = base_config(bootstrap).create()?;
+    if let Some(parts) = partitions_of(&consumer, &topic)? {
+        let have = record_count(&consumer, &topic, parts)?;
+        if parts == PARTITIONS as usize && have == records {
+            log(format!("workload {topic}: {have} records, reused"));
+            return Ok(topic);
+        }
+        delete_topic(bootstrap, &topic)?;
+    }
+    create_topic(bootstrap, &topic)?;
+    let p = producer(bootstrap, "20")?;
+    let mut payload = vec![b'k'; 100];
+    for i in 0..records {
+        let k = i % KEYS;
+        payload[..8].copy_from_slice(&i.to_be_bytes());
+        let key = format!("key-{k:05}");
+        let partition = (k % PARTITIONS as u64) as i32;
+        send_with_retry(&p, &topic, partition, Some(key.as_bytes()), &payload)?;
+    }
+    p.flush(Duration::from_secs(120))?;
+    let have = record_count(&consumer, &topic, PARTITIONS as usize)?;
+    if have != records {
+        return Err(format!("{topic} holds {have} records after producing {records}").into());
+    }
+    log(format!("workload {topic}: produced {records} keyed records"));
     Ok(topic)
 }
 
@@ -466,7 +515,7 @@ fn produce_paced(
             std::thread::sleep(due - now);
         }
         payload[..8].copy_from_slice(&now_ns().to_be_bytes());
-        send_with_retry(p, topic, (i % PARTITIONS as u64) as i32, &payload)?;
+        send_with_retry(p, topic, (i % PARTITIONS as u64) as i32, None, &payload)?;
     }
     p.flush(Duration::from_secs(30))?;
     Ok(())
@@ -511,10 +560,11 @@ fn command_for(
     };
     match c {
         Contender::A => rust_args(vec![p(&paths.bin_dir.join("bench-raw"))]),
-        Contender::B | Contender::C | Contender::D => {
+        Contender::B | Contender::C | Contender::D | Contender::H => {
             let mode = match c {
                 Contender::B => "batch",
                 Contender::C => "record",
+                Contender::H => "keyed",
                 _ => "sleep",
             };
             rust_args(vec![
@@ -830,6 +880,7 @@ struct Plan {
     runs: usize,
     records: u64,
     sleep_records: u64,
+    keyed_records: u64,
     latency_records: u64,
     latency_warmup: u64,
 }
@@ -843,6 +894,9 @@ fn run(args: RunArgs) -> BoxResult<()> {
         sleep_records: args
             .sleep_records
             .unwrap_or(if args.quick { 12_000 } else { 60_000 }),
+        keyed_records: args
+            .keyed_records
+            .unwrap_or(if args.quick { 60_000 } else { 300_000 }),
         latency_records: args
             .latency_seconds
             .unwrap_or(if args.quick { 4 } else { 10 })
@@ -869,15 +923,25 @@ fn run(args: RunArgs) -> BoxResult<()> {
     let started = Instant::now();
 
     if !args.no_throughput {
+        let keyed = if contenders.contains(&Contender::H) {
+            Some(prepare_keyed_topic(&args.bootstrap, plan.keyed_records)?)
+        } else {
+            None
+        };
         for &size in &sizes {
             let topic = prepare_topic(&args.bootstrap, plan.records, size)?;
             for run in 1..=plan.runs {
                 for &c in &contenders {
-                    // (d) is I/O-bound (1 ms per record): a prefix of the 100-byte topic.
-                    let records = match c {
-                        Contender::D if size != sizes[0] => continue,
-                        Contender::D => plan.sleep_records.min(plan.records),
-                        _ => plan.records,
+                    // (d) and (h) are I/O-bound (1 ms per record), 100-byte records only:
+                    // (d) a prefix of the 100-byte topic, (h) its own keyed topic.
+                    let (records, topic) = match c {
+                        Contender::D | Contender::H if size != sizes[0] => continue,
+                        Contender::D => (plan.sleep_records.min(plan.records), &topic),
+                        Contender::H => match &keyed {
+                            Some(k) => (plan.keyed_records, k),
+                            None => continue,
+                        },
+                        _ => (plan.records, &topic),
                     };
                     let r = run_contender(
                         c,
@@ -886,7 +950,7 @@ fn run(args: RunArgs) -> BoxResult<()> {
                         run,
                         &args,
                         &paths,
-                        &topic,
+                        topic,
                         records,
                         None,
                         &logs,
@@ -976,6 +1040,7 @@ fn run(args: RunArgs) -> BoxResult<()> {
             "runs": plan.runs,
             "records": plan.records,
             "sleep_records": plan.sleep_records,
+            "keyed_records": plan.keyed_records,
             "latency_records": plan.latency_records,
             "latency_rate": args.latency_rate,
             "latency_warmup": plan.latency_warmup,
@@ -1186,14 +1251,18 @@ fn render(results: &[RunResult], plan: &Plan, sizes: &[usize], contenders: &[Con
             let Some(m) = t(c) else {
                 continue;
             };
-            let name = if c == Contender::D {
-                format!(
+            let name = match c {
+                Contender::D => format!(
                     "{} ({} records)",
                     c.name(),
                     thousands(plan.sleep_records.min(plan.records) as f64)
-                )
-            } else {
-                c.name().to_owned()
+                ),
+                Contender::H => format!(
+                    "{} ({} records)",
+                    c.name(),
+                    thousands(plan.keyed_records as f64)
+                ),
+                _ => c.name().to_owned(),
             };
             out.push_str(&format!(
                 "| ({}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {}/{} |\n",
@@ -1242,6 +1311,13 @@ fn render(results: &[RunResult], plan: &Plan, sizes: &[usize], contenders: &[Con
             lines.push(format!(
                 "- (b) ≥ 3 × (f) Spring records/s: {r:.2} × — {}",
                 verdict(r >= 3.0)
+            ));
+        }
+        if let Some(x) = rate(t(Contender::H)) {
+            lines.push(format!(
+                "- (h) 1 ms handler by key ≥ 50,000 records/s on 6 partitions, per-key order checked: {} records/s — {}",
+                thousands(x),
+                verdict(x >= 50_000.0)
             ));
         }
         if let (Some(rb), Some(rf)) = (b.and_then(|m| m.rss_mib), f.and_then(|m| m.rss_mib)) {
@@ -1426,6 +1502,7 @@ mod tests {
             runs: 2,
             records: 1_000_000,
             sleep_records: 60_000,
+            keyed_records: 300_000,
             latency_records: 50_000,
             latency_warmup: 5_000,
         };
