@@ -237,3 +237,117 @@ async fn a_batch_listener_refuses_key_lanes_with_a_clear_error() {
         "{error}"
     );
 }
+
+/// Offsets handled per topic (several times if delivered again).
+static SEEK_SEEN: Mutex<Vec<(String, i64)>> = Mutex::new(Vec::new());
+static SEEKED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// At offset 5, once per topic, seeks forward to 12. Offset 0 is slow the first time.
+async fn seek_forward(meta: RecordMeta, seeker: kafka_listener::Seeker) {
+    let topic = meta.topic.to_string();
+    let first = !SEEK_SEEN
+        .lock()
+        .expect("seen")
+        .iter()
+        .any(|(t, o)| *t == topic && *o == meta.offset);
+    if meta.offset == 0 && first {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    SEEK_SEEN
+        .lock()
+        .expect("seen")
+        .push((topic.clone(), meta.offset));
+    if meta.offset == 5 {
+        let mut seeked = SEEKED.lock().expect("seeked");
+        if !seeked.contains(&topic) {
+            seeked.push(topic);
+            seeker.seek(kafka_listener::SeekTarget::Offset(12));
+        }
+    }
+}
+
+#[kafka_listener(
+    id = "seek_fwd_seq",
+    topics = "${lanes.topic}",
+    group_id = "${lanes.group}"
+)]
+async fn seek_fwd_seq(meta: RecordMeta, seeker: kafka_listener::Seeker) {
+    seek_forward(meta, seeker).await;
+}
+
+#[kafka_listener(
+    id = "seek_fwd_keyed",
+    topics = "${lanes.topic}",
+    group_id = "${lanes.group}",
+    concurrency_per_partition = 4
+)]
+async fn seek_fwd_keyed(meta: RecordMeta, seeker: kafka_listener::Seeker) {
+    seek_forward(meta, seeker).await;
+}
+
+/// Offsets 0 and 4 share a key; the others have one each.
+async fn seek_case(bs: &str, listener: &str) -> (Vec<i64>, HashMap<i32, i64>) {
+    let (topic, group) = (unique(listener), unique(&format!("{listener}-g")));
+    create_topic(bs, &topic, 1).await;
+    let records: Vec<(String, Vec<u8>)> = (0..20)
+        .map(|i| {
+            let key = if i == 4 {
+                "k0".to_owned()
+            } else {
+                format!("k{i}")
+            };
+            (key, b"x".to_vec())
+        })
+        .collect();
+    produce(bs, &topic, &records).await;
+    let app = start_listener(
+        bs,
+        listener,
+        &[("lanes.topic", &topic), ("lanes.group", &group)],
+    )
+    .await;
+    let seen = |o: i64| {
+        SEEK_SEEN
+            .lock()
+            .expect("seen")
+            .iter()
+            .any(|(t, x)| *t == topic && *x == o)
+    };
+    wait_until(Duration::from_secs(30), "offset 19 handled", || seen(19)).await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    let mut handled: Vec<i64> = SEEK_SEEN
+        .lock()
+        .expect("seen")
+        .iter()
+        .filter(|(t, _)| *t == topic)
+        .map(|(_, o)| *o)
+        .collect();
+    handled.sort_unstable();
+    handled.dedup();
+    (handled, committed_offsets(bs, &group, &topic, 1).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handlers_seek_forward_skips_records_one_at_a_time_and_loses_none_under_lanes() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    // One record at a time: the seek skips 6..=11, as asked.
+    let (handled, committed) = seek_case(&bs, "seek_fwd_seq").await;
+    let expected: Vec<i64> = (0..=5).chain(12..20).collect();
+    assert_eq!(
+        handled, expected,
+        "sequential: exactly the records not skipped"
+    );
+    assert_eq!(committed.get(&0).copied(), Some(20));
+    // Key lanes: offset 4 waits behind the slow offset 0 when 5 seeks; the seek goes back to
+    // 4 instead of skipping it (6..=11 then come too).
+    let (handled, committed) = seek_case(&bs, "seek_fwd_keyed").await;
+    for o in (0..=5).chain(12..20) {
+        assert!(
+            handled.contains(&o),
+            "lanes: offset {o} never handled ({handled:?})"
+        );
+    }
+    assert_eq!(committed.get(&0).copied(), Some(20));
+}

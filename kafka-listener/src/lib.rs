@@ -104,10 +104,14 @@
 //!
 //! - Commits stay gap-aware: the committed offset never passes the lowest unfinished record.
 //!   Records of other keys finished above it are not remembered: after a crash or a lost
-//!   partition they come again (a graceful stop, rebalance or shutdown first runs the waiting
-//!   records below the highest one started, so within its deadline it duplicates nothing; a
-//!   record whose retries the stop cut short stays unfinished, and what finished above it
-//!   comes again).
+//!   partition they come again. A graceful stop, rebalance or shutdown first runs the waiting
+//!   records below the highest one started, so within its deadline it duplicates nothing;
+//!   past the deadline, or when the assignment was lost, nothing more starts. A record whose
+//!   retries the stop cut short stays unfinished (with its key's later records), and what
+//!   finished above it comes again.
+//! - At most `max-poll-records` records of a partition are held, finished ones above the
+//!   lowest unfinished included: one slow record holds that many behind it before the
+//!   partition waits for it.
 //! - A `nack` or a handler's seek stops the partition starting records, lets those in flight
 //!   finish, and goes back no further than needed: a nack to the lowest unfinished record if
 //!   that is below the nacked one, a seek of its own partition no further than the first

@@ -235,7 +235,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("bench-listener: shutdown {shutdown:?}");
     let out_of_order = state.out_of_order.load(Ordering::Relaxed);
     if out_of_order > 0 {
-        return Err(format!("{out_of_order} records arrived before an earlier record of their key").into());
+        return Err(format!(
+            "{out_of_order} records arrived before an earlier record of their key"
+        )
+        .into());
     }
     Ok(())
 }

@@ -95,6 +95,11 @@ struct RunArgs {
     /// Skip the latency runs.
     #[arg(long)]
     no_latency: bool,
+    /// A shell command printing the broker's request counts since it started, one `API COUNT`
+    /// per line (scripts/bench passes `scripts/kafka-broker request-counts`); read before and
+    /// after each latency run.
+    #[arg(long)]
+    request_counts: Option<String>,
     /// Skip the throughput runs.
     #[arg(long)]
     no_throughput: bool,
@@ -214,6 +219,10 @@ struct RunResult {
     join_s: Option<f64>,
     first_excl_join_s: Option<f64>,
     log: String,
+    /// Latency runs: requests the broker served during the run, per API (`Fetch`,
+    /// `OffsetCommit`), from `--request-counts`.
+    #[serde(default)]
+    broker_requests: Option<BTreeMap<String, u64>>,
 }
 
 impl RunResult {
@@ -229,6 +238,14 @@ impl RunResult {
             return None;
         }
         Some(self.cpu_s()? * 1e6 / records as f64)
+    }
+
+    /// Latency runs: requests of `api` the broker served per second of the run (from the
+    /// first record to the last).
+    fn requests_per_s(&self, api: &str) -> Option<f64> {
+        let n = *self.broker_requests.as_ref()?.get(api).unwrap_or(&0);
+        let r = self.report.as_ref()?;
+        (r.last_ns > r.first_ns).then(|| n as f64 / ((r.last_ns - r.first_ns) as f64 / 1e9))
     }
 
     fn derive(&mut self) {
@@ -465,6 +482,58 @@ fn prepare_topic(bootstrap: &str, records: u64, size: usize) -> BoxResult<String
     Ok(topic)
 }
 
+/// Waits (at most 20 s) until the machine is at least 80 % idle over one second, so a latency
+/// run does not start while the broker still digests the previous one (its commits, log
+/// flushes, group cleanup).
+fn settle() {
+    fn cpu() -> Option<(u64, u64)> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let line = stat.lines().next()?;
+        let v: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+        Some((idle, v.iter().sum()))
+    }
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        let Some((i0, t0)) = cpu() else { return };
+        std::thread::sleep(Duration::from_secs(1));
+        let Some((i1, t1)) = cpu() else { return };
+        if t1 > t0 && (i1 - i0) as f64 / (t1 - t0) as f64 >= 0.8 {
+            break;
+        }
+    }
+    if started.elapsed() > Duration::from_secs(2) {
+        log(format!(
+            "waited {:.0} s for the machine to settle",
+            started.elapsed().as_secs_f64()
+        ));
+    }
+}
+
+/// The broker's request counts per API, from `cmd` (`API COUNT` lines); `None` if it fails.
+fn request_counts(cmd: &str) -> Option<BTreeMap<String, u64>> {
+    let out = Command::new("sh").arg("-c").arg(cmd).output().ok()?;
+    if !out.status.success() {
+        log(format!(
+            "request counts ({cmd}) failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+        return None;
+    }
+    let counts: BTreeMap<String, u64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(' ')?;
+            Some((k.to_owned(), v.trim().parse().ok()?))
+        })
+        .collect();
+    (!counts.is_empty()).then_some(counts)
+}
+
 /// Contender (h)'s workload: `records` 100-byte records with 10,000 keys (`key-00000` …),
 /// record `i` keyed `i % 10,000` and carrying `i` in its first 8 bytes; a key's records all go
 /// to one partition (key index modulo the partitions), so per-key order can be checked.
@@ -494,7 +563,9 @@ fn prepare_keyed_topic(bootstrap: &str, records: u64) -> BoxResult<String> {
     if have != records {
         return Err(format!("{topic} holds {have} records after producing {records}").into());
     }
-    log(format!("workload {topic}: produced {records} keyed records"));
+    log(format!(
+        "workload {topic}: produced {records} keyed records"
+    ));
     Ok(topic)
 }
 
@@ -868,6 +939,7 @@ fn run_contender(
         join_s: None,
         first_excl_join_s: None,
         log: log_path.display().to_string(),
+        broker_requests: None,
     };
     result.derive();
     Ok(result)
@@ -971,7 +1043,11 @@ fn run(args: RunArgs) -> BoxResult<()> {
             .filter(|c| matches!(c, Contender::A | Contender::B | Contender::F))
             .collect();
         for run in 1..=plan.runs {
-            for &c in &latency_contenders {
+            // Rotated, so no contender always runs right after the same one.
+            let mut order = latency_contenders.clone();
+            let shift = (run - 1) % order.len().max(1);
+            order.rotate_left(shift);
+            for &c in &order {
                 let topic = format!("bench-lat-{stamp}-{run}-{}", c.letter());
                 create_topic(&args.bootstrap, &topic)?;
                 let p = producer(&args.bootstrap, "0")?;
@@ -987,6 +1063,8 @@ fn run(args: RunArgs) -> BoxResult<()> {
                         produce_paced(&p, &t, records, rate).map_err(|e| e.to_string())
                     }));
                 };
+                settle();
+                let before = args.request_counts.as_deref().and_then(request_counts);
                 let mut r = run_contender(
                     c,
                     "latency",
@@ -1000,6 +1078,18 @@ fn run(args: RunArgs) -> BoxResult<()> {
                     &logs,
                     &mut start_sender,
                 )?;
+                let after = args.request_counts.as_deref().and_then(request_counts);
+                if let (Some(before), Some(after)) = (before, after) {
+                    r.broker_requests = Some(
+                        after
+                            .iter()
+                            .map(|(k, v)| {
+                                (k.clone(), v - before.get(k).copied().unwrap_or(0).min(*v))
+                            })
+                            .filter(|(_, v)| *v > 0)
+                            .collect(),
+                    );
+                }
                 match sender.take().map(|h| h.join()) {
                     Some(Ok(Ok(()))) => {}
                     Some(Ok(Err(e))) => {
@@ -1153,6 +1243,9 @@ struct Medians {
     p50_ms: Option<Spread>,
     p99_ms: Option<Spread>,
     max_ms: Option<f64>,
+    /// Latency runs: the broker's Fetch and OffsetCommit requests per second of the run.
+    fetches_per_s: Option<f64>,
+    commits_per_s: Option<f64>,
 }
 
 fn medians<'a>(rs: impl Iterator<Item = &'a RunResult>) -> Medians {
@@ -1177,6 +1270,8 @@ fn medians<'a>(rs: impl Iterator<Item = &'a RunResult>) -> Medians {
         p50_ms: spread(lat(&|l| l.p50_us)),
         p99_ms: spread(lat(&|l| l.p99_us)),
         max_ms: median(lat(&|l| l.max_us)),
+        fetches_per_s: m(&|r| r.requests_per_s("Fetch")),
+        commits_per_s: m(&|r| r.requests_per_s("OffsetCommit")),
     }
 }
 
@@ -1345,19 +1440,21 @@ fn render(results: &[RunResult], plan: &Plan, sizes: &[usize], contenders: &[Con
             plan.runs
         ));
         out.push_str(
-            "| | contender | p50 ms | p99 ms | max ms | runs ok |\n|---|---|---:|---:|---:|---:|\n",
+            "| | contender | p50 ms | p99 ms | max ms | broker Fetch/s | broker OffsetCommit/s | runs ok |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
         );
         for &c in contenders {
             let Some(m) = get("latency", 100, c) else {
                 continue;
             };
             out.push_str(&format!(
-                "| ({}) | {} | {} | {} | {} | {}/{} |\n",
+                "| ({}) | {} | {} | {} | {} | {} | {} | {}/{} |\n",
                 c.letter(),
                 c.name(),
                 show(m.p50_ms, &dec(2)),
                 show(m.p99_ms, &dec(2)),
                 fmt(m.max_ms, 1),
+                fmt(m.fetches_per_s, 0),
+                fmt(m.commits_per_s, 0),
                 m.runs,
                 plan.runs
             ));
@@ -1490,6 +1587,7 @@ mod tests {
             join_s: None,
             first_excl_join_s: None,
             log: String::new(),
+            broker_requests: None,
         };
         r.derive();
         r

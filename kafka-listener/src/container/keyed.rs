@@ -20,9 +20,15 @@
 //!
 //! Stops (revoke, shutdown, the container's stop): records above the highest one started are
 //! dropped, the ones below it still run (the gaps are filled), so the final commit covers
-//! everything finished and a stop within its deadline delivers nothing twice. A record whose
-//! retries a stop cuts short stays unfinished, and records above it that finished are
-//! delivered again to the partition's next owner.
+//! everything finished and a stop within its deadline delivers nothing twice. Once the
+//! partition's queue is released (the deadline passed, or the assignment was lost) nothing
+//! more starts: the partition may be another consumer's. A record whose retries a stop cuts
+//! short stays unfinished, its key's later records are dropped with it, and records of other
+//! keys that finished above it are delivered again to the partition's next owner.
+//!
+//! The window holds at most `max-poll-records` offsets, finished ones above the lowest
+//! unfinished included: a record that takes long holds that many records behind it, and then
+//! the partition waits for it (head-of-line blocking, bounded by the window).
 
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, VecDeque};
@@ -39,7 +45,8 @@ use crate::config::AckMode;
 use crate::error_handler::panic_error;
 use crate::listener::{ConsumerRecord, RecordHandlerFn};
 
-/// Offsets taken and not yet finished, in offset order, plus where each chunk ended.
+/// The offsets taken since the lowest unfinished one, in offset order (finished ones above
+/// it included), plus where each chunk ended.
 #[derive(Debug, Default)]
 pub(super) struct Window {
     /// `(offset, finished)`, ascending; the front is always unfinished.
@@ -171,6 +178,13 @@ impl Lanes {
         Some((key, record))
     }
 
+    /// The running record of `key` ended unfinished (it comes again): the lane's waiting
+    /// records are dropped with it, so none of them runs before it.
+    pub(super) fn abandon(&mut self, key: u64) {
+        self.lanes.remove(&key);
+        self.ready.retain(|k| *k != key);
+    }
+
     /// The running record of `key` ended: its lane's next record, if any, becomes ready.
     pub(super) fn ended(&mut self, key: u64) {
         if let Entry::Occupied(mut lane) = self.lanes.entry(key) {
@@ -222,10 +236,14 @@ impl Worker {
         // The highest offset started since the window was last cleared.
         let mut max_started = i64::MIN;
         loop {
+            // Released (revoked, lost, shut down): the partition may be someone else's now,
+            // so nothing more starts, not even to fill gaps.
+            gone |= state.released.load(Ordering::Acquire);
             let stopping = gone || state.stop.is_cancelled();
             let epoch_now = state.epoch();
             let stale = !window.is_empty() && held.0 != epoch_now;
             let hold = stale
+                || gone
                 || nack.is_some()
                 || next.is_some()
                 || state.seek_pending.load(Ordering::Acquire);
@@ -269,9 +287,14 @@ impl Worker {
                             self.release(chunk.records.len(), chunk.bytes);
                         }
                     }
+                    continue; // a fresh look: the wake-up that led here is used up
                 }
             }
-            let hold = hold || state.seek_pending.load(Ordering::Acquire);
+            // A seek may have landed since the checks above: the window's records must not
+            // start then.
+            let hold = hold
+                || state.seek_pending.load(Ordering::Acquire)
+                || (!window.is_empty() && state.epoch() != held.0);
             if !hold {
                 while inflight.len() < lanes {
                     let Some((key, record)) = keys.start_next() else {
@@ -310,8 +333,12 @@ impl Worker {
                 biased;
                 () = state.stop.cancelled(), if !stopping => {}
                 Some((key, offset, outcome)) = inflight.next(), if !inflight.is_empty() => {
-                    keys.ended(key);
-                    self.lane_done(offset, outcome, held, &mut window, &mut nack);
+                    if self.lane_done(offset, outcome, held, &mut window, &mut nack) {
+                        keys.ended(key);
+                    } else {
+                        // Comes again later: the key's later records must not run before it.
+                        keys.abandon(key);
+                    }
                 }
                 () = state.wake.notified() => {}
                 () = tokio::time::sleep(IDLE_CHECK) => {}
@@ -360,8 +387,9 @@ impl Worker {
         (key, record.offset, outcome)
     }
 
-    /// One record of a lane ended: record a nack it (or another) asked for, or mark it
-    /// finished and publish how far the partition is finished.
+    /// One record of a lane ended. Notes a nack asked for meanwhile (by this record or one
+    /// of another lane); then, unless the record comes again (stopped, nacked, or from before
+    /// a seek: returns false), marks it finished and publishes how far the partition is.
     fn lane_done(
         &self,
         offset: i64,
@@ -369,7 +397,7 @@ impl Worker {
         (epoch, generation): (u64, u64),
         window: &mut Window,
         nack: &mut Option<NackRequest>,
-    ) {
+    ) -> bool {
         let state = &self.state;
         if let Some(request) = state.take_nack(epoch) {
             if nack.is_none_or(|n| request.offset < n.offset) {
@@ -377,10 +405,10 @@ impl Worker {
             }
         }
         if matches!(outcome, Outcome::Stopped) || nack.is_some_and(|n| offset >= n.offset) {
-            return; // comes again: after the rewind, or to the partition's next owner
+            return false; // comes again: after the rewind, or to the partition's next owner
         }
         if epoch != state.epoch() {
-            return; // from before a seek
+            return false; // from before a seek
         }
         state.finished_count.fetch_add(1, Ordering::AcqRel);
         self.counters.finished.fetch_add(1, Ordering::Relaxed);
@@ -393,7 +421,7 @@ impl Worker {
         }
         let advance = window.finish(offset);
         let Some(below) = advance.finished_below else {
-            return;
+            return true;
         };
         match self.ack_mode {
             AckMode::Manual | AckMode::ManualImmediate => {
@@ -411,6 +439,7 @@ impl Worker {
             }
         }
         self.release(advance.released.0, advance.released.1);
+        true
     }
 }
 
@@ -516,6 +545,20 @@ mod tests {
         assert_eq!(lanes.start_next().map(|(_, r)| r.offset), Some(1));
         assert!(lanes.start_next().is_none(), "3 was above the limit");
         assert!(!lanes.has_waiting());
+    }
+
+    #[test]
+    fn an_abandoned_record_takes_its_keys_waiting_records_with_it() {
+        let mut lanes = Lanes::default();
+        for (offset, key) in [(0, "a"), (1, "b"), (2, "a"), (3, "b")] {
+            lanes.push(record(offset, Some(key)));
+        }
+        let (a, _) = lanes.start_next().expect("offset 0");
+        let (b, _) = lanes.start_next().expect("offset 1");
+        lanes.abandon(a);
+        lanes.ended(b);
+        assert_eq!(lanes.start_next().map(|(_, r)| r.offset), Some(3));
+        assert!(lanes.start_next().is_none(), "2 must not run before 0");
     }
 
     #[test]

@@ -485,6 +485,15 @@ impl ListenerContainer {
             })?,
         };
         let props = &self.inner.props;
+        if props.concurrency_per_partition > 1 && self.inner.handler.is_batch() {
+            return Err(Error::Listener {
+                id: props.listener_id.clone(),
+                message: format!(
+                    "concurrency_per_partition = {}: a batch listener gets a partition's records in one call; key lanes apply to record listeners",
+                    props.concurrency_per_partition
+                ),
+            });
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let deadline = Arc::new(Mutex::new(None));
         let (report_tx, reports) = std_mpsc::channel();

@@ -142,10 +142,11 @@ pub(super) fn chunk_bytes(props: &ContainerProperties) -> usize {
     (props.max_buffered_bytes / 8).max(64 << 10)
 }
 
-/// A handler's seek goes no further than the first unfinished record before the handler's
-/// own: with key lanes, records of other keys taken before it may still wait, and a seek past
-/// them would skip them (without lanes every record before the handler's is finished, and
-/// this never applies).
+/// A handler's seek under key lanes (`from` is its record's offset) goes no further than the
+/// first unfinished record before the handler's own: records of other keys taken before it
+/// may still wait, and a seek past them would skip them. Without lanes `from` is `None` and
+/// the target stands (every record before the handler's is finished; the position the
+/// worker publishes lags within a chunk, so it must not be used there).
 fn not_past_unfinished(
     consumer: &str,
     state: &PartitionState,

@@ -124,8 +124,9 @@ pub(crate) fn resolve<C: ConsumerContext>(
 pub struct Seeker {
     requests: std::sync::mpsc::Sender<super::state::ConsumerRequest>,
     state: std::sync::Arc<super::state::PartitionState>,
-    /// The offset of the record it was given with.
-    offset: i64,
+    /// With key lanes, the offset of the record it was given with (see
+    /// `ConsumerRequest::Seek::from`).
+    offset: Option<i64>,
 }
 
 impl std::fmt::Debug for Seeker {
@@ -148,7 +149,7 @@ impl Seeker {
             topic: self.state.topic.to_string(),
             partition: self.state.partition,
             target,
-            from: Some(self.offset),
+            from: self.offset,
         });
     }
 
@@ -175,7 +176,7 @@ impl crate::listener::FromRecord for Seeker {
             .map(|link| Seeker {
                 requests: link.requests.clone(),
                 state: std::sync::Arc::clone(&link.state),
-                offset: record.offset,
+                offset: link.keyed.then_some(record.offset),
             })
             .ok_or(crate::ExtractError::Unavailable(
                 "a Seeker is only available inside a running listener container",

@@ -75,6 +75,8 @@ pub(crate) struct PartitionState {
     /// takes against seeks: a seek and its epoch bump happen under it, so every chunk carries
     /// the epoch of the position its records came from.
     pub(crate) queue: Mutex<Option<PartitionQueue>>,
+    /// The queue was released: the partition is no longer this consumer's.
+    pub(crate) released: AtomicBool,
     /// Wakes the worker: records arrived (librdkafka's callback), a seek was applied, or the
     /// partition stops.
     pub(crate) wake: Arc<Notify>,
@@ -122,6 +124,7 @@ impl PartitionState {
             nack: Mutex::new(None),
             nacked: AtomicBool::new(false),
             queue: Mutex::new(None),
+            released: AtomicBool::new(false),
             wake: Arc::new(Notify::new()),
             taken: AtomicU64::new(0),
             queued: AtomicUsize::new(0),
@@ -150,6 +153,7 @@ impl PartitionState {
     pub(crate) fn release_queue(&self) {
         let queue = lock(&self.queue).take();
         drop(queue);
+        self.released.store(true, Ordering::Release);
         self.wake.notify_one();
     }
 
@@ -344,6 +348,8 @@ pub(crate) struct Counters {
 pub(crate) struct PartitionLink {
     pub(crate) state: Arc<PartitionState>,
     pub(crate) manual: bool,
+    /// Key lanes run the partition's records (`concurrency_per_partition` > 1).
+    pub(crate) keyed: bool,
     /// The consumer thread that owns the partition, for seeks from handlers.
     pub(crate) requests: std::sync::mpsc::Sender<ConsumerRequest>,
 }
@@ -368,9 +374,10 @@ pub(crate) enum ConsumerRequest {
         topic: String,
         partition: i32,
         target: super::SeekTarget,
-        /// A handler's seek of its own partition: the offset of its record. Records before
-        /// it that are not finished (waiting in other key lanes) are not skipped: the seek
-        /// goes no further than the first of them.
+        /// A seek of its own partition from a handler under key lanes: the offset of its
+        /// record. Records before it that are not finished (waiting in other lanes) are not
+        /// skipped: the seek goes no further than the first of them. `None` otherwise
+        /// (without lanes every record before the handler's is finished).
         from: Option<i64>,
     },
     /// Stop fetching every partition (the consumer keeps polling, so it stays in the group).

@@ -90,6 +90,11 @@ pub(super) const IDLE_CHECK: Duration = Duration::from_millis(500);
 const TAKE_STEP: usize = 64;
 
 impl Worker {
+    /// Key lanes: a record listener with `concurrency_per_partition` above 1.
+    fn keyed(&self) -> bool {
+        self.lanes > 1 && !self.handler.is_batch()
+    }
+
     pub(super) fn manual(&self) -> bool {
         matches!(self.ack_mode, AckMode::Manual | AckMode::ManualImmediate)
     }
@@ -102,10 +107,11 @@ impl Worker {
         self.cx.partition = Some(Arc::new(PartitionLink {
             state: Arc::clone(&self.state),
             manual: self.manual(),
+            keyed: self.keyed(),
             requests: self.requests.clone(),
         }));
-        if let (Handler::Record(f), lanes @ 2..) = (self.handler, self.lanes) {
-            return self.run_keyed(f, lanes).await;
+        if let (Handler::Record(f), true) = (self.handler, self.keyed()) {
+            return self.run_keyed(f, self.lanes).await;
         }
         let stop = self.state.stop.clone();
         let wake = Arc::clone(&self.state.wake);
