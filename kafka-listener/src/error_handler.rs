@@ -1,9 +1,13 @@
 //! What happens when a handler fails: retries in place, then the recoverer.
 //!
-//! A handler `Err` (or panic) is retried on the same record with a fixed back-off
-//! (`kafka.listener.retry.attempts`, default 10 attempts like Spring's `DefaultErrorHandler`;
-//! `kafka.listener.retry.backoff.delay`, default 1s). Only the failing partition waits; the
-//! others keep flowing. When the attempts are exhausted the recoverer runs: it logs the record
+//! A handler `Err` (or panic) is retried on the same record (`kafka.listener.retry.attempts`,
+//! default 10 attempts like Spring's `DefaultErrorHandler`) after a back-off: fixed
+//! (`kafka.listener.retry.backoff.delay`, default 1s) or growing by
+//! `kafka.listener.retry.backoff.multiplier` up to `kafka.listener.retry.backoff.max-delay`,
+//! optionally randomised (`kafka.listener.retry.backoff.random`; Spring Boot's names for its
+//! retry topics' back-off). Only the failing partition waits (with key lanes, only the failing
+//! key); the others keep flowing. An error the handler marks [`NonRetryable`] skips the
+//! retries. When the attempts are exhausted the recoverer runs: it logs the record
 //! (listener id, topic, partition, offset, error) and the offset moves on. A record that cannot
 //! be decoded skips the retries (it would fail the same way every time) and goes straight to
 //! the recoverer. A stop (shutdown or revoke) during the back-off abandons the record
@@ -13,21 +17,108 @@ use std::time::Duration;
 
 use crate::BoxError;
 
-/// Fixed back-off retry policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How often and after what pause a failing record is retried in place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Total attempts, the first included (>= 1).
     pub attempts: u32,
-    /// Pause between attempts.
+    /// Pause after the first failed attempt.
     pub backoff: Duration,
+    /// Each further pause is the previous one times this (1: a fixed back-off).
+    pub multiplier: f64,
+    /// The longest pause.
+    pub max_backoff: Duration,
+    /// Each pause is drawn at random between half of it and all of it (so partitions that
+    /// failed together do not retry in step).
+    pub random: bool,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
+        RetryPolicy::fixed(10, Duration::from_secs(1))
+    }
+}
+
+impl RetryPolicy {
+    /// `attempts` in all, `backoff` between them.
+    pub fn fixed(attempts: u32, backoff: Duration) -> Self {
         RetryPolicy {
-            attempts: 10,
-            backoff: Duration::from_secs(1),
+            attempts,
+            backoff,
+            multiplier: 1.0,
+            max_backoff: Duration::from_secs(30).max(backoff),
+            random: false,
         }
+    }
+
+    /// `attempts` in all; the pauses start at `initial` and grow by `multiplier` up to `max`.
+    pub fn exponential(attempts: u32, initial: Duration, multiplier: f64, max: Duration) -> Self {
+        RetryPolicy {
+            multiplier: multiplier.max(1.0),
+            max_backoff: max,
+            ..RetryPolicy::fixed(attempts, initial)
+        }
+    }
+
+    /// Draws each pause at random between half of it and all of it.
+    pub fn with_random(mut self, random: bool) -> Self {
+        self.random = random;
+        self
+    }
+
+    /// The pause after failed attempt number `attempt` (1 for the first). `unit` in `[0, 1)`
+    /// picks the random part when [`random`](Self::random) is set.
+    pub fn pause(&self, attempt: u32, unit: f64) -> Duration {
+        let growth = self
+            .multiplier
+            .max(1.0)
+            .powi(attempt.saturating_sub(1).min(1_000) as i32);
+        let secs = (self.backoff.as_secs_f64() * growth).min(self.max_backoff.as_secs_f64());
+        let secs = if self.random {
+            secs * (0.5 + 0.5 * unit.clamp(0.0, 1.0))
+        } else {
+            secs
+        };
+        Duration::try_from_secs_f64(secs).unwrap_or(self.max_backoff)
+    }
+}
+
+/// Marks a handler's error as not worth retrying (bad data, a rule the record breaks): the
+/// record goes to the recoverer after this attempt, whatever `retry.attempts` says (Spring's
+/// not-retryable exceptions). Return `Err(NonRetryable::new(e).into())`, or wrap anywhere in
+/// the error's chain of sources.
+#[derive(Debug)]
+pub struct NonRetryable(pub BoxError);
+
+impl NonRetryable {
+    /// Wraps `error`.
+    pub fn new(error: impl Into<BoxError>) -> Self {
+        NonRetryable(error.into())
+    }
+
+    /// Whether `error`, or an error in its chain of sources, is marked non-retryable.
+    pub fn is_in(error: &(dyn std::error::Error + 'static)) -> bool {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if e.is::<NonRetryable>() {
+                return true;
+            }
+            next = e.source();
+        }
+        false
+    }
+}
+
+impl std::fmt::Display for NonRetryable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (not retryable)", self.0)
+    }
+}
+
+impl std::error::Error for NonRetryable {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
     }
 }
 
@@ -38,6 +129,8 @@ pub(crate) enum Failure {
     Decode(crate::ExtractError),
     /// The handler failed on every attempt; the last error.
     Exhausted { attempts: u32, last: BoxError },
+    /// The handler's error is marked [`NonRetryable`].
+    NotRetryable { attempt: u32, error: BoxError },
 }
 
 impl std::fmt::Display for Failure {
@@ -46,6 +139,9 @@ impl std::fmt::Display for Failure {
             Failure::Decode(e) => write!(f, "decode error: {e}"),
             Failure::Exhausted { attempts, last } => {
                 write!(f, "failed after {attempts} attempt(s): {last}")
+            }
+            Failure::NotRetryable { attempt, error } => {
+                write!(f, "failed at attempt {attempt}, not retried: {error}")
             }
         }
     }
@@ -71,4 +167,65 @@ pub(crate) fn panic_error(payload: Box<dyn std::any::Any + Send>) -> BoxError {
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "non-string panic payload".to_owned());
     format!("handler panicked: {text}").into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fixed_back_off_pauses_the_same_each_time() {
+        let p = RetryPolicy::fixed(5, Duration::from_millis(200));
+        assert_eq!(p.pause(1, 0.3), Duration::from_millis(200));
+        assert_eq!(p.pause(4, 0.9), Duration::from_millis(200));
+    }
+
+    #[test]
+    fn an_exponential_back_off_grows_to_its_maximum() {
+        let p = RetryPolicy::exponential(
+            10,
+            Duration::from_millis(100),
+            2.0,
+            Duration::from_millis(700),
+        );
+        let pauses: Vec<u128> = (1..=5).map(|a| p.pause(a, 0.0).as_millis()).collect();
+        assert_eq!(pauses, [100, 200, 400, 700, 700]);
+        assert_eq!(
+            p.pause(u32::MAX, 0.0),
+            Duration::from_millis(700),
+            "no overflow"
+        );
+    }
+
+    #[test]
+    fn a_random_pause_lies_between_half_and_all_of_it() {
+        let p = RetryPolicy::fixed(3, Duration::from_secs(1)).with_random(true);
+        assert_eq!(p.pause(1, 0.0), Duration::from_millis(500));
+        assert_eq!(p.pause(1, 1.0), Duration::from_secs(1));
+        assert!(p.pause(1, 0.5) > Duration::from_millis(700));
+    }
+
+    #[test]
+    fn a_non_retryable_mark_is_found_anywhere_in_the_chain() {
+        #[derive(Debug)]
+        struct Outer(NonRetryable);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("outer")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let marked: BoxError = Box::new(Outer(NonRetryable::new("bad amount")));
+        assert!(NonRetryable::is_in(&*marked));
+        let plain: BoxError = "timeout".into();
+        assert!(!NonRetryable::is_in(&*plain));
+        assert_eq!(
+            NonRetryable::new("bad amount").to_string(),
+            "bad amount (not retryable)"
+        );
+    }
 }

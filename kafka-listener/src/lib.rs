@@ -82,9 +82,11 @@
 //!   finished, partitions committed, records redeliverable and unflushed sends. Exit code 3 if
 //!   a final commit or the flush failed.
 //! - **Errors**: a handler `Err` or panic is retried in place after
-//!   `kafka.listener.retry.backoff.delay` (1s), up to `kafka.listener.retry.attempts` (10)
-//!   attempts; only that partition waits. Then the record is logged (listener, topic,
-//!   partition, offset, error) and skipped. A record that cannot be decoded into the handler's
+//!   `kafka.listener.retry.backoff.delay` (1s; growing by `retry.backoff.multiplier` up to
+//!   `retry.backoff.max-delay`, optionally randomised by `retry.backoff.random`), up to
+//!   `kafka.listener.retry.attempts` (10) attempts; only that partition waits. An error marked
+//!   [`NonRetryable`] skips the retries; a handler sees its attempt as a [`DeliveryAttempt`].
+//!   Then the record is logged (listener, topic, partition, offset, error) and skipped. A record that cannot be decoded into the handler's
 //!   arguments skips the retries and is logged and skipped at once. A stop during the back-off
 //!   leaves the record unfinished (redelivered).
 //!
@@ -184,12 +186,13 @@ pub use container::{
 };
 pub use embedded::EmbeddedCluster;
 pub use error::{BoxError, Error, Result};
-pub use error_handler::RetryPolicy;
+pub use error_handler::{NonRetryable, RetryPolicy};
 pub use kafka_listener_macros::kafka_listener;
 pub use listener::{
     find_listener, registered_listeners, BatchHandlerFn, BatchInvocation, ConsumerRecord,
-    ExtractError, FromBatch, FromPayload, FromRecord, Handler, HandlerFuture, Headers,
-    IntoHandlerResult, Json, Key, ListenerContext, ListenerDefinition, RecordHandlerFn, RecordMeta,
+    DeliveryAttempt, ExtractError, FromBatch, FromPayload, FromRecord, Handler, HandlerFuture,
+    Headers, IntoHandlerResult, Json, Key, ListenerContext, ListenerDefinition, RecordHandlerFn,
+    RecordMeta,
 };
 pub use producer::{ProducerRecord, ProducerTemplate, SendResult};
 pub use registry::{registry, ListenerRegistry};

@@ -421,6 +421,7 @@ impl ApplicationBuilder {
                 producer: Some(producer.clone()),
                 partition: None,
                 registry: Some(registry.handle()),
+                attempt: 1,
             };
             let container = ListenerContainer::new(plan.props, plan.handler, cx);
             if plan.auto_startup {
@@ -633,10 +634,13 @@ fn plan_listener(
     props.shutdown_timeout = ls.shutdown_timeout;
     props.revoke_timeout = ls.revoke_timeout;
     props.max_buffered_bytes = usize::try_from(ls.max_buffered_bytes).unwrap_or(usize::MAX);
-    props.retry = RetryPolicy {
-        attempts: ls.retry_attempts,
-        backoff: ls.retry_backoff_delay,
-    };
+    props.retry = RetryPolicy::exponential(
+        ls.retry_attempts,
+        ls.retry_backoff_delay,
+        ls.retry_backoff_multiplier,
+        ls.retry_backoff_max_delay.max(ls.retry_backoff_delay),
+    )
+    .with_random(ls.retry_backoff_random);
     props.client_id_prefix = def
         .client_id_prefix
         .map(str::to_owned)

@@ -120,7 +120,10 @@
 //! | `kafka.listener.auto-startup` | — | `false` registers listeners without starting them; when unset the listener's own setting applies. |
 //! | `kafka.listener.group-id` | — | Consumer group; useful per listener. |
 //! | `kafka.listener.retry.attempts` | `10` | Delivery attempts per record, the first included, before it is given up (as Spring's `DefaultErrorHandler`). |
-//! | `kafka.listener.retry.backoff.delay` | `1s` | Duration between attempts (fixed backoff). |
+//! | `kafka.listener.retry.backoff.delay` | `1s` | The pause after the first failed attempt (and every pause, with the default multiplier). |
+//! | `kafka.listener.retry.backoff.multiplier` | `1` | Each further pause is the previous one times this (≥ 1; `2` doubles it). Spring Boot's name for its retry topics' back-off. |
+//! | `kafka.listener.retry.backoff.max-delay` | `30s` | The longest pause (never below `delay`). |
+//! | `kafka.listener.retry.backoff.random` | `false` | Draw each pause at random between half of it and all of it, so partitions that failed together do not retry in step. |
 //! | `kafka.listener.max-buffered-bytes` | `64MB` | Memory budget per assigned partition for records fetched and not yet finished (keys, values, headers): each partition has a librdkafka queue of its own, prefetched up to an eighth of it (`queued.max.messages.kbytes`, at least 1 MiB), and its worker takes chunks of at most an eighth of it (and at most `max-poll-records` records). A full queue simply stops being fetched: no partition is paused for back-pressure. A consumer's peak is therefore about assigned partitions × a quarter of the budget; lower it for consumers with many partitions. |
 //! | `kafka.listener.<id>.<key>` | — | Any `kafka.listener.*` key above, for the listener with id `<id>` only. It beats the global key whatever layer either comes from. |
 //!

@@ -32,6 +32,8 @@ pub(crate) enum Kind {
     IsolationLevel,
     Acks,
     Compression,
+    /// A factor of at least 1 (`2`, `1.5`).
+    Multiplier,
 }
 
 impl Kind {
@@ -66,6 +68,7 @@ impl Kind {
                 .map(drop)
                 .map_err(|e| e.to_string()),
             Kind::Compression => settings::parse_compression(value).map(drop),
+            Kind::Multiplier => settings::parse_multiplier(value).map(drop),
         }
     }
 }
@@ -153,6 +156,21 @@ pub(crate) const KEYS: &[KeyDef] = &[
         "kafka.listener.retry.backoff.delay",
         Kind::Duration,
         Some("1s"),
+    ),
+    def(
+        "kafka.listener.retry.backoff.multiplier",
+        Kind::Multiplier,
+        Some("1"),
+    ),
+    def(
+        "kafka.listener.retry.backoff.max-delay",
+        Kind::Duration,
+        Some("30s"),
+    ),
+    def(
+        "kafka.listener.retry.backoff.random",
+        Kind::Bool,
+        Some("false"),
     ),
     def(
         "kafka.listener.max-buffered-bytes",

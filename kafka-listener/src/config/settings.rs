@@ -160,8 +160,14 @@ pub struct ListenerSettings {
     pub group_id: Option<String>,
     /// `retry.attempts`: delivery attempts per record, the first included.
     pub retry_attempts: u32,
-    /// `retry.backoff.delay`: fixed delay between attempts.
+    /// `retry.backoff.delay`: the pause after the first failed attempt.
     pub retry_backoff_delay: Duration,
+    /// `retry.backoff.multiplier`: each further pause is the previous one times this.
+    pub retry_backoff_multiplier: f64,
+    /// `retry.backoff.max-delay`: the longest pause.
+    pub retry_backoff_max_delay: Duration,
+    /// `retry.backoff.random`: draw each pause between half of it and all of it.
+    pub retry_backoff_random: bool,
     /// `max-buffered-bytes`: memory budget of fetched, unfinished records per assigned partition.
     pub max_buffered_bytes: u64,
 }
@@ -186,6 +192,9 @@ impl ListenerSettings {
             group_id: None,
             retry_attempts: 1,
             retry_backoff_delay: Duration::ZERO,
+            retry_backoff_multiplier: 1.0,
+            retry_backoff_max_delay: Duration::ZERO,
+            retry_backoff_random: false,
             max_buffered_bytes: 0,
         }
     }
@@ -210,6 +219,9 @@ impl ListenerSettings {
             "group-id" => self.group_id = text(value),
             "retry.attempts" => self.retry_attempts = parse_uint(value, true)?,
             "retry.backoff.delay" => self.retry_backoff_delay = parse_duration(value)?,
+            "retry.backoff.multiplier" => self.retry_backoff_multiplier = parse_multiplier(value)?,
+            "retry.backoff.max-delay" => self.retry_backoff_max_delay = parse_duration(value)?,
+            "retry.backoff.random" => self.retry_backoff_random = parse_bool(value)?,
             "max-buffered-bytes" => self.max_buffered_bytes = parse_size(value)?,
             // Reaching this means a key was added to the schema but not here;
             // the schema tests catch it, and failing loudly beats ignoring it.
@@ -485,6 +497,19 @@ pub(crate) fn parse_size(value: &str) -> Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(multiplier))
         .ok_or_else(|| EXPECTED.to_owned())
+}
+
+/// A back-off multiplier: a finite number of at least 1.
+pub(crate) fn parse_multiplier(value: &str) -> Result<f64, String> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|m| m.is_finite() && *m >= 1.0)
+        .ok_or_else(|| {
+            "expected a number of at least 1 (1 for a fixed back-off, 2 to double each pause)"
+                .to_owned()
+        })
 }
 
 /// A humantime duration (`500ms`, `30s`, `1m 30s`); a bare integer is

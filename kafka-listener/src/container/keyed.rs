@@ -378,8 +378,8 @@ impl Worker {
         record: ConsumerRecord,
     ) -> (u64, i64, Outcome) {
         let outcome = self
-            .with_retries(record.offset, || {
-                std::panic::catch_unwind(AssertUnwindSafe(|| f(&record, &self.cx)))
+            .with_retries(record.offset, |cx| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| f(&record, cx)))
                     .map_err(|p| Err(panic_error(p)))
                     .and_then(|r| r.map_err(Ok))
             })

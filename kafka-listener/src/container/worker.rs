@@ -11,7 +11,7 @@ use futures::FutureExt as _;
 use super::chunk::ChunkBuilder;
 use super::state::{pause, ConsumerRequest, Counters, PartitionLink, PartitionState};
 use crate::config::AckMode;
-use crate::error_handler::{panic_error, recover, Failure, RetryPolicy};
+use crate::error_handler::{panic_error, recover, Failure, NonRetryable, RetryPolicy};
 use crate::listener::{ConsumerRecord, Handler, HandlerFuture, ListenerContext};
 use crate::BoxError;
 
@@ -320,8 +320,8 @@ impl Worker {
                 self.state.manual_dispatch(record.offset);
             }
             let outcome = self
-                .with_retries(record.offset, || {
-                    std::panic::catch_unwind(AssertUnwindSafe(|| f(record, &self.cx)))
+                .with_retries(record.offset, |cx| {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| f(record, cx)))
                         .map_err(|p| Err(panic_error(p)))
                         .and_then(|r| r.map_err(Ok))
                 })
@@ -352,12 +352,12 @@ impl Worker {
         }
         let mut first_call = true;
         let outcome = self
-            .with_retries(last.offset, || {
-                let invocation =
-                    match std::panic::catch_unwind(AssertUnwindSafe(|| f(records, &self.cx))) {
-                        Ok(invocation) => invocation,
-                        Err(p) => return Err(Err(panic_error(p))),
-                    };
+            .with_retries(last.offset, |cx| {
+                let invocation = match std::panic::catch_unwind(AssertUnwindSafe(|| f(records, cx)))
+                {
+                    Ok(invocation) => invocation,
+                    Err(p) => return Err(Err(panic_error(p))),
+                };
                 // An argument the application cannot provide now holds the whole batch back
                 // (no record is the poison); it is retried like a single record's.
                 if let Some(pos) = invocation
@@ -415,13 +415,23 @@ impl Worker {
     /// failure to retry.
     pub(super) async fn with_retries<F>(&self, offset: i64, mut start: F) -> Outcome
     where
-        F: FnMut() -> Result<HandlerFuture, Result<crate::ExtractError, BoxError>>,
+        F: FnMut(&ListenerContext) -> Result<HandlerFuture, Result<crate::ExtractError, BoxError>>,
     {
         let attempts = self.retry.attempts.max(1);
         let mut attempt = 1;
         let mut waited = 0u32;
+        let mut retry_cx = None;
         loop {
-            let result = match start() {
+            // The first attempt uses the partition's context as it is; a retry gets a copy
+            // that carries its attempt number (`DeliveryAttempt`).
+            let cx = if attempt == 1 {
+                &self.cx
+            } else {
+                let cx = retry_cx.get_or_insert_with(|| self.cx.clone());
+                cx.attempt = attempt;
+                &*cx
+            };
+            let result = match start(cx) {
                 Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
                     Ok(result) => result,
                     Err(p) => Err(panic_error(p)),
@@ -443,7 +453,7 @@ impl Worker {
                     tokio::select! {
                         biased;
                         () = self.state.stop.cancelled() => return Outcome::Stopped,
-                        () = tokio::time::sleep(self.retry.backoff.max(Duration::from_millis(100))) => {}
+                        () = tokio::time::sleep(self.retry.pause(1, 0.0).max(Duration::from_millis(100))) => {}
                     }
                     continue;
                 }
@@ -454,6 +464,9 @@ impl Worker {
                 Ok(()) => return Outcome::Done,
                 Err(error) => error,
             };
+            if NonRetryable::is_in(&*error) {
+                return self.give_up(offset, &Failure::NotRetryable { attempt, error });
+            }
             if attempt >= attempts {
                 let failure = Failure::Exhausted {
                     attempts,
@@ -461,6 +474,7 @@ impl Worker {
                 };
                 return self.give_up(offset, &failure);
             }
+            let pause = self.retry.pause(attempt, random_unit(offset, attempt));
             tracing::warn!(
                 listener = %self.cx.listener_id,
                 topic = %self.state.topic,
@@ -469,15 +483,29 @@ impl Worker {
                 attempt,
                 attempts,
                 error = %error,
-                "handler failed; retrying after {:?}",
-                self.retry.backoff
+                "handler failed; retrying after {pause:?}",
             );
             attempt += 1;
             tokio::select! {
                 biased;
                 () = self.state.stop.cancelled() => return Outcome::Stopped,
-                () = tokio::time::sleep(self.retry.backoff) => {}
+                () = tokio::time::sleep(pause) => {}
             }
         }
     }
+}
+
+/// A number in `[0, 1)` for a random back-off: the process's random hash seed over the record,
+/// the attempt and the clock (no generator to share between partitions).
+fn random_unit(offset: i64, attempt: u32) -> f64 {
+    use std::hash::BuildHasher as _;
+    static SEED: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let h = SEED
+        .get_or_init(Default::default)
+        .hash_one((offset, attempt, nanos));
+    (h >> 11) as f64 / (1u64 << 53) as f64
 }

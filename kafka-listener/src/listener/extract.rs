@@ -188,6 +188,25 @@ impl FromRecord for RecordMeta {
     }
 }
 
+/// The delivery attempt of this call: 1 the first time a record (or batch) is handled, 2 on
+/// the first retry, and so on (Spring's `@Header(KafkaHeaders.DELIVERY_ATTEMPT)`). Counted per
+/// delivery: a record delivered again after a restart or rebalance starts at 1. In a batch
+/// listener take it once, not in a `Vec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryAttempt(pub u32);
+
+impl FromRecord for DeliveryAttempt {
+    fn from_record(_: &ConsumerRecord, cx: &ListenerContext) -> Result<Self, ExtractError> {
+        Ok(DeliveryAttempt(cx.attempt))
+    }
+}
+
+impl super::FromBatch for DeliveryAttempt {
+    fn from_batch(_: &[ConsumerRecord], _: &[usize], cx: &ListenerContext) -> Self {
+        DeliveryAttempt(cx.attempt)
+    }
+}
+
 impl FromRecord for ConsumerRecord {
     fn from_record(record: &ConsumerRecord, _: &ListenerContext) -> Result<Self, ExtractError> {
         Ok(record.clone())

@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-pub use extract::{ExtractError, FromPayload, FromRecord, Json, Key};
+pub use extract::{DeliveryAttempt, ExtractError, FromPayload, FromRecord, Json, Key};
 pub use record::{ConsumerRecord, Headers, RecordMeta};
 
 use crate::{BoxError, ProducerTemplate};
@@ -171,6 +171,8 @@ pub struct ListenerContext {
     pub(crate) partition: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// The application's containers (a `registry::WeakRegistry`, opaque for the same reason).
     pub(crate) registry: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// The delivery attempt of the call (1 for the first; see `DeliveryAttempt`).
+    pub(crate) attempt: u32,
 }
 
 impl ListenerContext {
@@ -186,6 +188,7 @@ impl ListenerContext {
             producer: None,
             partition: None,
             registry: None,
+            attempt: 1,
         }
     }
 }

@@ -1,0 +1,129 @@
+//! The error handler on the embedded cluster: a growing back-off, errors marked not retryable,
+//! and the delivery attempt a handler sees.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kafka_listener::{kafka_listener, Application, BoxError, DeliveryAttempt, Key, NonRetryable};
+use kafka_listener_tests::*;
+
+/// Every call: key, delivery attempt, when.
+static CALLS: Mutex<Vec<(String, u32, Instant)>> = Mutex::new(Vec::new());
+
+fn calls_of(key: &str) -> Vec<(u32, Instant)> {
+    CALLS
+        .lock()
+        .expect("calls")
+        .iter()
+        .filter(|(k, _, _)| k == key)
+        .map(|(_, a, t)| (*a, *t))
+        .collect()
+}
+
+/// `bad`: fails, marked not retryable. `flaky`: fails twice, then succeeds. `broken`: always
+/// fails. `fine`: succeeds.
+#[kafka_listener(
+    id = "retrying",
+    topics = "retrying",
+    group_id = "retrying",
+    ack_mode = "record"
+)]
+async fn retrying(key: Key<String>, attempt: DeliveryAttempt) -> Result<(), BoxError> {
+    let key = key.0;
+    CALLS
+        .lock()
+        .expect("calls")
+        .push((key.clone(), attempt.0, Instant::now()));
+    match key.as_str() {
+        "bad" => Err(NonRetryable::new("amount is negative").into()),
+        "flaky" if attempt.0 < 3 => Err("downstream timed out".into()),
+        "broken" => Err("downstream is down".into()),
+        _ => Ok(()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_back_off_more_each_time_skip_what_is_not_retryable_and_count_attempts() {
+    init_logging();
+    let app = Application::builder()
+        .only(["retrying"])
+        .env(Vec::new())
+        .set("kafka.bootstrap-servers", "embedded")
+        .set("kafka.listener.retry.attempts", "5")
+        .set("kafka.listener.retry.backoff.delay", "40ms")
+        .set("kafka.listener.retry.backoff.multiplier", "3")
+        .set("kafka.listener.retry.backoff.max-delay", "200ms")
+        .start()
+        .await
+        .expect("starts on the embedded cluster");
+    for key in ["bad", "flaky", "broken", "fine"] {
+        app.producer()
+            .send("retrying", key, b"x")
+            .await
+            .expect("send to the embedded cluster");
+    }
+    wait_until(Duration::from_secs(30), "the last record handled", || {
+        !calls_of("fine").is_empty()
+    })
+    .await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.listeners.finished, 4);
+    assert_eq!(
+        report.listeners.recovered, 2,
+        "bad and broken were given up"
+    );
+
+    let attempts = |key| calls_of(key).iter().map(|(a, _)| *a).collect::<Vec<_>>();
+    assert_eq!(attempts("bad"), [1], "not retryable: one call");
+    assert_eq!(attempts("flaky"), [1, 2, 3]);
+    assert_eq!(attempts("broken"), [1, 2, 3, 4, 5]);
+    assert_eq!(attempts("fine"), [1]);
+
+    // 40 ms, then 120, then 200 (capped), 200: each pause at least that long.
+    let times: Vec<Instant> = calls_of("broken").iter().map(|(_, t)| *t).collect();
+    let pauses: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let at_least = [40u64, 120, 200, 200].map(Duration::from_millis);
+    for (i, (pause, min)) in pauses.iter().zip(at_least).enumerate() {
+        assert!(
+            *pause >= min,
+            "pause {} was {pause:?}, expected at least {min:?} ({pauses:?})",
+            i + 1
+        );
+    }
+    let counts: HashMap<u32, usize> =
+        CALLS
+            .lock()
+            .expect("calls")
+            .iter()
+            .fold(HashMap::new(), |mut m, (_, a, _)| {
+                *m.entry(*a).or_default() += 1;
+                m
+            });
+    assert_eq!(
+        counts.get(&1),
+        Some(&4),
+        "every record's first call says attempt 1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multiplier_below_one_is_refused_with_the_key_and_what_is_expected() {
+    init_logging();
+    let result = Application::builder()
+        .only(["retrying"])
+        .env(Vec::new())
+        .set("kafka.bootstrap-servers", "embedded")
+        .set("kafka.listener.retry.backoff.multiplier", "0.5")
+        .start()
+        .await;
+    let Err(error) = result else {
+        panic!("a multiplier of 0.5 was accepted");
+    };
+    let error = error.to_string();
+    assert!(
+        error.contains("kafka.listener.retry.backoff.multiplier") && error.contains("at least 1"),
+        "{error}"
+    );
+}
