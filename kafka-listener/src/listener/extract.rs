@@ -23,7 +23,7 @@ use std::ops::{Deref, DerefMut};
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
-use super::{ConsumerRecord, Headers, ListenerContext, RecordMeta};
+use super::{ConsumerRecord, FromBatch, Headers, ListenerContext, RecordMeta};
 use crate::{BoxError, ProducerTemplate};
 
 /// Why a record could not be turned into a handler's arguments.
@@ -71,7 +71,7 @@ impl ExtractError {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of a #[kafka_listener] function",
     label = "not an extractor",
-    note = "arguments are extractors: Json<T>, String, Vec<u8>, Bytes, Option<_> (tombstones), Key<K>, Headers, RecordMeta, ConsumerRecord, ProducerTemplate, Acknowledgment, Seeker, ListenerRegistry",
+    note = "arguments are extractors: Json<T>, String, Vec<u8>, Bytes, Option<_> (tombstones), Key<K>, Headers, RecordMeta, ConsumerRecord, ProducerTemplate, Acknowledgment, Seeker, ListenerRegistry, DeliveryAttempt",
     note = "a batch listener takes Vec<_> of those"
 )]
 pub trait FromRecord: Sized {
@@ -201,7 +201,7 @@ impl FromRecord for DeliveryAttempt {
     }
 }
 
-impl super::FromBatch for DeliveryAttempt {
+impl FromBatch for DeliveryAttempt {
     fn from_batch(_: &[ConsumerRecord], _: &[usize], cx: &ListenerContext) -> Self {
         DeliveryAttempt(cx.attempt)
     }

@@ -198,7 +198,7 @@ impl ListenerContext {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be an argument of a batch #[kafka_listener] function",
     label = "not a batch extractor",
-    note = "a batch listener takes Vec<_> of record extractors (Vec<Json<T>>, Vec<RecordMeta>, ...) or Acknowledgment"
+    note = "a batch listener takes Vec<_> of record extractors (Vec<Json<T>>, Vec<RecordMeta>, ...) or Acknowledgment, DeliveryAttempt"
 )]
 pub trait FromBatch: Sized {
     /// Builds the argument for the records at `accepted` (indexes into `records` of the records
