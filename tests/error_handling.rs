@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use kafka_listener::{kafka_listener, Application, BoxError, DeliveryAttempt, Key, NonRetryable};
+use kafka_listener::{kafka_listener, BoxError, DeliveryAttempt, Key, NonRetryable};
 use kafka_listener_tests::*;
 
 /// Every call: key, delivery attempt, when.
@@ -46,10 +46,7 @@ async fn retrying(key: Key<String>, attempt: DeliveryAttempt) -> Result<(), BoxE
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_back_off_more_each_time_skip_what_is_not_retryable_and_count_attempts() {
     init_logging();
-    let app = Application::builder()
-        .only(["retrying"])
-        .env(Vec::new())
-        .set("kafka.bootstrap-servers", "embedded")
+    let app = embedded_app("retrying")
         .set("kafka.listener.retry.attempts", "5")
         .set("kafka.listener.retry.backoff.delay", "40ms")
         .set("kafka.listener.retry.backoff.multiplier", "3")
@@ -111,17 +108,11 @@ async fn retries_back_off_more_each_time_skip_what_is_not_retryable_and_count_at
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_multiplier_below_one_is_refused_with_the_key_and_what_is_expected() {
     init_logging();
-    let result = Application::builder()
-        .only(["retrying"])
-        .env(Vec::new())
-        .set("kafka.bootstrap-servers", "embedded")
-        .set("kafka.listener.retry.backoff.multiplier", "0.5")
-        .start()
-        .await;
-    let Err(error) = result else {
-        panic!("a multiplier of 0.5 was accepted");
-    };
-    let error = error.to_string();
+    let error = start_error(
+        embedded_app("retrying").set("kafka.listener.retry.backoff.multiplier", "0.5"),
+        "a multiplier of 0.5 must be refused",
+    )
+    .await;
     assert!(
         error.contains("kafka.listener.retry.backoff.multiplier") && error.contains("at least 1"),
         "{error}"

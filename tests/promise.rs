@@ -457,15 +457,11 @@ async fn admin_properties_reach_the_admin_client() {
     init_logging();
     // A property librdkafka does not know fails the start-up check's client only if the
     // admin properties are really applied (they were parsed and dropped before).
-    let error = Application::builder()
-        .only(["admin_props"])
-        .env(Vec::new())
-        .set("kafka.bootstrap-servers", "embedded")
-        .set("kafka.admin.properties.no.such.admin.property", "1")
-        .start()
-        .await
-        .expect_err("an unknown admin property must fail start-up");
-    let message = error.to_string();
+    let message = start_error(
+        embedded_app("admin_props").set("kafka.admin.properties.no.such.admin.property", "1"),
+        "an unknown admin property must fail start-up",
+    )
+    .await;
     assert!(
         message.contains("start-up check") && message.contains("no.such.admin.property"),
         "{message}"

@@ -284,6 +284,19 @@ pub async fn start_listener(
         .unwrap_or_else(|e| panic!("starting {id}: {e}"))
 }
 
+/// Listener `id` alone on the embedded cluster, with nothing from the process environment.
+pub fn embedded_app(id: &str) -> kafka_listener::ApplicationBuilder {
+    kafka_listener::Application::builder()
+        .only([id])
+        .env(Vec::new())
+        .set("kafka.bootstrap-servers", "embedded")
+}
+
+/// Starts `builder`, which must fail (`what` says why it should); returns the error's text.
+pub async fn start_error(builder: kafka_listener::ApplicationBuilder, what: &str) -> String {
+    builder.start().await.expect_err(what).to_string()
+}
+
 /// Asserts that `group` has committed every partition of `topic` up to its end offset.
 pub async fn assert_committed_at_end(bootstrap: &str, group: &str, topic: &str, partitions: i32) {
     let committed = committed_offsets(bootstrap, group, topic, partitions).await;

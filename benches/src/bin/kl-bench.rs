@@ -443,43 +443,59 @@ fn send_with_retry(
 /// Makes sure `bench-<size>b-<records>` holds exactly `records` records in 6 partitions.
 fn prepare_topic(bootstrap: &str, records: u64, size: usize) -> BoxResult<String> {
     let topic = topic_name(size, records);
-    let consumer: BaseConsumer = base_config(bootstrap).create()?;
-    if let Some(parts) = partitions_of(&consumer, &topic)? {
-        let have = record_count(&consumer, &topic, parts)?;
-        if parts == PARTITIONS as usize && have == records {
-            log(format!("workload {topic}: {have} records, reused"));
-            return Ok(topic);
-        }
-        log(format!(
-            "workload {topic}: {parts} partitions, {have} records; recreating"
-        ));
-        delete_topic(bootstrap, &topic)?;
-    }
-    create_topic(bootstrap, &topic)?;
-    let started = Instant::now();
-    let p = producer(bootstrap, "20")?;
     let mut payload = vec![0u8; size];
     for (i, b) in payload.iter_mut().enumerate() {
         *b = b'a' + (i % 26) as u8;
     }
-    for i in 0..records {
+    let what = format!("records of {size} bytes");
+    prepare_workload(bootstrap, &topic, records, &what, |p, i| {
         payload[..8].copy_from_slice(&i.to_be_bytes());
-        send_with_retry(&p, &topic, (i % PARTITIONS as u64) as i32, None, &payload)?;
+        send_with_retry(p, &topic, (i % PARTITIONS as u64) as i32, None, &payload)
+    })?;
+    Ok(topic)
+}
+
+/// Reuses `topic` if it holds exactly `records` records in 6 partitions; otherwise (re)creates
+/// it and produces record `i` for each `i` in `0..records` with `send`, then checks the count.
+fn prepare_workload(
+    bootstrap: &str,
+    topic: &str,
+    records: u64,
+    what: &str,
+    mut send: impl FnMut(&ThreadedProducer<CountingContext>, u64) -> BoxResult<()>,
+) -> BoxResult<()> {
+    let consumer: BaseConsumer = base_config(bootstrap).create()?;
+    if let Some(parts) = partitions_of(&consumer, topic)? {
+        let have = record_count(&consumer, topic, parts)?;
+        if parts == PARTITIONS as usize && have == records {
+            log(format!("workload {topic}: {have} records, reused"));
+            return Ok(());
+        }
+        log(format!(
+            "workload {topic}: {parts} partitions, {have} records; recreating"
+        ));
+        delete_topic(bootstrap, topic)?;
+    }
+    create_topic(bootstrap, topic)?;
+    let started = Instant::now();
+    let p = producer(bootstrap, "20")?;
+    for i in 0..records {
+        send(&p, i)?;
     }
     p.flush(Duration::from_secs(120))?;
     let failed = p.context().failed.load(Ordering::Relaxed);
     if failed > 0 {
         return Err(format!("{failed} records of {topic} could not be produced").into());
     }
-    let have = record_count(&consumer, &topic, PARTITIONS as usize)?;
+    let have = record_count(&consumer, topic, PARTITIONS as usize)?;
     if have != records {
         return Err(format!("{topic} holds {have} records after producing {records}").into());
     }
     log(format!(
-        "workload {topic}: produced {records} records of {size} bytes in {:.1} s",
+        "workload {topic}: produced {records} {what} in {:.1} s",
         started.elapsed().as_secs_f64()
     ));
-    Ok(topic)
+    Ok(())
 }
 
 /// Waits (at most 20 s) until the machine is at least 80 % idle over one second, so a latency
@@ -539,33 +555,14 @@ fn request_counts(cmd: &str) -> Option<BTreeMap<String, u64>> {
 /// to one partition (key index modulo the partitions), so per-key order can be checked.
 fn prepare_keyed_topic(bootstrap: &str, records: u64) -> BoxResult<String> {
     let topic = format!("bench-keyed-100b-{records}");
-    let consumer: BaseConsumer = base_config(bootstrap).create()?;
-    if let Some(parts) = partitions_of(&consumer, &topic)? {
-        let have = record_count(&consumer, &topic, parts)?;
-        if parts == PARTITIONS as usize && have == records {
-            log(format!("workload {topic}: {have} records, reused"));
-            return Ok(topic);
-        }
-        delete_topic(bootstrap, &topic)?;
-    }
-    create_topic(bootstrap, &topic)?;
-    let p = producer(bootstrap, "20")?;
     let mut payload = vec![b'k'; 100];
-    for i in 0..records {
+    prepare_workload(bootstrap, &topic, records, "keyed records", |p, i| {
         let k = i % KEYS;
         payload[..8].copy_from_slice(&i.to_be_bytes());
         let key = format!("key-{k:05}");
         let partition = (k % PARTITIONS as u64) as i32;
-        send_with_retry(&p, &topic, partition, Some(key.as_bytes()), &payload)?;
-    }
-    p.flush(Duration::from_secs(120))?;
-    let have = record_count(&consumer, &topic, PARTITIONS as usize)?;
-    if have != records {
-        return Err(format!("{topic} holds {have} records after producing {records}").into());
-    }
-    log(format!(
-        "workload {topic}: produced {records} keyed records"
-    ));
+        send_with_retry(p, &topic, partition, Some(key.as_bytes()), &payload)
+    })?;
     Ok(topic)
 }
 
