@@ -101,6 +101,14 @@ pub enum Error {
     /// Shutdown could not commit or flush everything it should have.
     #[error("shutdown incomplete: {0}")]
     Shutdown(String),
+    /// A task the runtime ran on a blocking thread panicked.
+    #[error("{what} panicked: {message}")]
+    Panicked {
+        /// What the task was doing.
+        what: String,
+        /// The panic's message.
+        message: String,
+    },
     /// An I/O error (signal handlers, runtime start).
     #[error("{operation}: {source}")]
     Io {

@@ -7,15 +7,18 @@
 //! optionally randomised (`kafka.listener.retry.backoff.random`; Spring Boot's names for its
 //! retry topics' back-off). Only the failing partition waits (with key lanes, only the failing
 //! key); the others keep flowing. An error the handler marks [`NonRetryable`] skips the
-//! retries. When the attempts are exhausted the recoverer runs: it logs the record
-//! (listener id, topic, partition, offset, error) and the offset moves on. A record that cannot
+//! retries. When the attempts are exhausted the [`Recoverer`] runs: by default it logs the
+//! record (listener id, topic, partition, offset, error) and the offset moves on; with
+//! `kafka.listener[.<id>].dead-letter.enabled=true` it publishes the record to a dead-letter
+//! topic and the offset moves on only once the broker acknowledged it. A record that cannot
 //! be decoded skips the retries (it would fail the same way every time) and goes straight to
 //! the recoverer. A stop (shutdown or revoke) during the back-off abandons the record
 //! *unfinished*: it is not committed and will be delivered again.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::BoxError;
+use crate::{BoxError, ConsumerRecord};
 
 /// How often and after what pause a failing record is retried in place.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,15 +125,57 @@ impl std::error::Error for NonRetryable {
     }
 }
 
-/// Why a record (or batch) is handed to the recoverer.
+/// Why a record is handed to the recoverer.
 #[derive(Debug)]
-pub(crate) enum Failure {
+#[non_exhaustive]
+pub enum Failure {
     /// It could not be decoded into the handler's arguments.
     Decode(crate::ExtractError),
     /// The handler failed on every attempt; the last error.
-    Exhausted { attempts: u32, last: BoxError },
+    Exhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last attempt's error.
+        last: BoxError,
+    },
     /// The handler's error is marked [`NonRetryable`].
-    NotRetryable { attempt: u32, error: BoxError },
+    NotRetryable {
+        /// The attempt that returned it.
+        attempt: u32,
+        /// The error.
+        error: BoxError,
+    },
+}
+
+impl Failure {
+    /// The error that gave the record up (the decode error, or the handler's last error).
+    pub fn error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        match self {
+            Failure::Decode(e) => e,
+            Failure::Exhausted { last, .. } => &**last,
+            Failure::NotRetryable { error, .. } => &**error,
+        }
+    }
+
+    /// Handler calls made (0 for a record that could not be decoded).
+    pub fn attempts(&self) -> u32 {
+        match self {
+            Failure::Decode(_) => 0,
+            Failure::Exhausted { attempts, .. } => *attempts,
+            Failure::NotRetryable { attempt, .. } => *attempt,
+        }
+    }
+
+    /// A Spring-style class name for the failure (the `kafka_dlt-exception-fqcn` header):
+    /// `kafka_listener::DecodeError`, `kafka_listener::RetriesExhausted` or
+    /// `kafka_listener::NonRetryable`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Failure::Decode(_) => "kafka_listener::DecodeError",
+            Failure::Exhausted { .. } => "kafka_listener::RetriesExhausted",
+            Failure::NotRetryable { .. } => "kafka_listener::NonRetryable",
+        }
+    }
 }
 
 impl std::fmt::Display for Failure {
@@ -147,16 +192,79 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// The default recoverer: log and skip.
-pub(crate) fn recover(listener: &str, topic: &str, partition: i32, offset: i64, failure: &Failure) {
-    tracing::error!(
-        listener,
-        topic,
-        partition,
-        offset,
-        error = %failure,
-        "record skipped: the offset moves past it (no dead-letter topic is configured)"
-    );
+/// The future a [`Recoverer`] returns.
+pub type RecoverFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>> + Send + 'a>>;
+
+/// What is done with a record the error handler gave up on (Spring's
+/// `ConsumerRecordRecoverer`): log it, publish it to a dead-letter topic
+/// ([`DeadLetterPublisher`](crate::DeadLetterPublisher)), or anything else.
+///
+/// `Ok` lets the offset move past the record. An `Err` is logged and the recoverer is called
+/// again after a back-off (1 s, doubling up to 30 s) for as long as it fails: the record is
+/// never skipped by a failing recoverer. Only its partition waits (with key lanes, its key);
+/// a stop (shutdown, revoke) during the back-off leaves the record uncommitted, to be
+/// delivered again.
+///
+/// Set one per listener with
+/// [`ApplicationBuilder::recoverer`](crate::ApplicationBuilder::recoverer) or
+/// [`ContainerProperties::recoverer`](crate::ContainerProperties).
+pub trait Recoverer: Send + Sync + 'static {
+    /// Recovers `record`, given up because of `failure`.
+    fn recover<'a>(&'a self, record: &'a ConsumerRecord, failure: &'a Failure)
+        -> RecoverFuture<'a>;
+}
+
+impl std::fmt::Debug for dyn Recoverer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Recoverer")
+    }
+}
+
+/// The default recoverer: logs the record (listener, topic, partition, offset, error) and lets
+/// the offset move past it.
+#[derive(Debug, Clone, Default)]
+pub struct LogRecoverer {
+    listener: Arc<str>,
+}
+
+impl LogRecoverer {
+    /// Logs under `listener`'s id.
+    pub fn new(listener: &str) -> Self {
+        LogRecoverer {
+            listener: Arc::from(listener),
+        }
+    }
+}
+
+impl Recoverer for LogRecoverer {
+    fn recover<'a>(
+        &'a self,
+        record: &'a ConsumerRecord,
+        failure: &'a Failure,
+    ) -> RecoverFuture<'a> {
+        tracing::error!(
+            listener = %self.listener,
+            topic = record.topic(),
+            partition = record.partition(),
+            offset = record.offset(),
+            error = %failure,
+            "record skipped: the offset moves past it (no dead-letter topic is configured)"
+        );
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+/// The pause before calling a failing recoverer again: 1 s after the first failure, doubling
+/// up to 30 s.
+pub(crate) fn recoverer_pause(failures: u32) -> Duration {
+    RetryPolicy::exponential(
+        u32::MAX,
+        Duration::from_secs(1),
+        2.0,
+        Duration::from_secs(30),
+    )
+    .pause(failures.max(1), 0.0)
 }
 
 /// Turns a caught panic payload into an error.

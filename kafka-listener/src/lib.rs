@@ -171,6 +171,7 @@
 
 pub mod config;
 mod container;
+pub mod dead_letter;
 mod embedded;
 mod error;
 mod error_handler;
@@ -181,12 +182,15 @@ mod registry;
 pub(crate) mod runtime;
 
 pub use container::{
-    Acknowledgment, AssignmentSeeker, ContainerProperties, ContainerReport, ListenerContainer,
-    PartitionAssignment, RebalanceListener, SeekTarget, Seeker, TopicPartition,
+    Acknowledgment, AssignmentSeeker, CircuitBreakerPolicy, ContainerProperties, ContainerReport,
+    ListenerContainer, PartitionAssignment, RebalanceListener, SeekTarget, Seeker, TopicPartition,
 };
+pub use dead_letter::DeadLetterPublisher;
 pub use embedded::EmbeddedCluster;
 pub use error::{BoxError, Error, Result};
-pub use error_handler::{NonRetryable, RetryPolicy};
+pub use error_handler::{
+    Failure, LogRecoverer, NonRetryable, RecoverFuture, Recoverer, RetryPolicy,
+};
 pub use kafka_listener_macros::kafka_listener;
 pub use listener::{
     find_listener, registered_listeners, BatchHandlerFn, BatchInvocation, ConsumerRecord,

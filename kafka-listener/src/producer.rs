@@ -51,6 +51,8 @@ pub struct ProducerRecord {
     pub partition: Option<i32>,
     /// Headers, in order.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Timestamp in milliseconds since the epoch; default: the time of the send.
+    pub timestamp: Option<i64>,
 }
 
 impl ProducerRecord {
@@ -78,6 +80,12 @@ impl ProducerRecord {
     /// Sets the partition.
     pub fn partition(mut self, partition: i32) -> Self {
         self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp (milliseconds since the epoch).
+    pub fn timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = Some(millis);
         self
     }
 }
@@ -132,6 +140,9 @@ impl ProducerTemplate {
         if let Some(partition) = record.partition {
             out = out.partition(partition);
         }
+        if let Some(timestamp) = record.timestamp {
+            out = out.timestamp(timestamp);
+        }
         if !record.headers.is_empty() {
             out = out.headers(headers);
         }
@@ -159,6 +170,30 @@ impl ProducerTemplate {
         self.inner
             .flush(timeout)
             .map_err(|e| Error::kafka("flushing the producer", e))
+    }
+
+    /// The number of partitions of `topic`, `None` if it does not exist (asked of the broker;
+    /// never creates the topic, whatever the broker's `auto.create.topics.enable`).
+    pub async fn partition_count(&self, topic: &str) -> Result<Option<usize>> {
+        let producer = Arc::clone(&self.inner);
+        let name = topic.to_owned();
+        let metadata = tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&name), Duration::from_secs(10))
+        })
+        .await
+        .map_err(|e| Error::Panicked {
+            what: format!("looking up topic {topic}"),
+            message: e.to_string(),
+        })?
+        .map_err(|e| Error::kafka(format!("looking up topic {topic}"), e))?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none())
+            .map(|t| t.partitions().len())
+            .filter(|n| *n > 0))
     }
 
     /// How many handles to this producer exist (this one included).

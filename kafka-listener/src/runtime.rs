@@ -20,10 +20,10 @@ use crate::container::{
     RebalanceListener, TopicPartition,
 };
 use crate::embedded::EmbeddedCluster;
-use crate::error_handler::RetryPolicy;
+use crate::error_handler::{Recoverer, RetryPolicy};
 use crate::listener::{registered_listeners, ListenerContext, ListenerDefinition};
 use crate::registry::ListenerRegistry;
-use crate::{Error, ProducerTemplate, Result};
+use crate::{CircuitBreakerPolicy, DeadLetterPublisher, Error, ProducerTemplate, Result};
 
 /// Command line of a service binary built on [`run`].
 #[derive(Debug, Parser)]
@@ -235,9 +235,53 @@ pub struct ApplicationBuilder {
     only: Option<Vec<String>>,
     extra: Vec<&'static ListenerDefinition>,
     use_registered: bool,
+    recoverers: Vec<(String, RecovererFactory)>,
+}
+
+/// Makes a listener's recoverer once the producer exists.
+#[derive(Clone)]
+struct RecovererFactory(Arc<dyn Fn(&ProducerTemplate, &str) -> Arc<dyn Recoverer> + Send + Sync>);
+
+impl std::fmt::Debug for RecovererFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RecovererFactory")
+    }
 }
 
 impl ApplicationBuilder {
+    /// The recoverer of listener `id`, made by `make` from the application's producer and
+    /// the listener's consumer group once they exist; it replaces what
+    /// `kafka.listener.<id>.dead-letter.*` configures. For example, dead letters routed by
+    /// error type:
+    ///
+    /// ```no_run
+    /// # use kafka_listener::{Application, DeadLetterPublisher};
+    /// # #[derive(Debug)] struct Invalid;
+    /// # impl std::fmt::Display for Invalid { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("invalid") } }
+    /// # impl std::error::Error for Invalid {}
+    /// let builder = Application::builder().recoverer("on_order", |producer, group| {
+    ///     DeadLetterPublisher::new(producer.clone(), group).route(|record, failure| {
+    ///         failure
+    ///             .error()
+    ///             .downcast_ref::<Invalid>()
+    ///             .map(|_| format!("{}.invalid", record.topic()))
+    ///     })
+    /// });
+    /// ```
+    pub fn recoverer<R, F>(mut self, id: &str, make: F) -> Self
+    where
+        R: Recoverer,
+        F: Fn(&ProducerTemplate, &str) -> R + Send + Sync + 'static,
+    {
+        self.recoverers.push((
+            id.to_owned(),
+            RecovererFactory(Arc::new(move |p: &ProducerTemplate, g: &str| {
+                Arc::new(make(p, g)) as Arc<dyn Recoverer>
+            })),
+        ));
+        self
+    }
+
     /// The properties file (default `application.properties`; a missing default file is fine).
     pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.options.config_file = Some(path.into());
@@ -416,6 +460,19 @@ impl ApplicationBuilder {
             plan.props
                 .client_config
                 .insert(0, ("bootstrap.servers".into(), bootstrap.clone()));
+            let custom = self
+                .recoverers
+                .iter()
+                .rev()
+                .find(|(id, _)| *id == plan.props.listener_id);
+            plan.props.recoverer = match (custom, &plan.dead_letter) {
+                (Some((_, make)), _) => Some((make.0)(&producer, &plan.props.group_id)),
+                (None, Some(topic)) => Some(Arc::new(
+                    DeadLetterPublisher::new(producer.clone(), &plan.props.group_id)
+                        .topic(topic.clone()),
+                ) as Arc<dyn Recoverer>),
+                (None, None) => None,
+            };
             let cx = ListenerContext {
                 listener_id: plan.props.listener_id.as_str().into(),
                 producer: Some(producer.clone()),
@@ -478,6 +535,8 @@ struct ListenerPlan {
     handler: crate::listener::Handler,
     auto_startup: bool,
     missing_topics_fatal: bool,
+    /// `dead-letter.enabled`: the dead-letter topic (`{topic}` for the record's topic).
+    dead_letter: Option<String>,
 }
 
 /// A value set for this listener in the configuration (`kafka.listener.<id>.<key>`) wins over
@@ -641,6 +700,14 @@ fn plan_listener(
         ls.retry_backoff_max_delay.max(ls.retry_backoff_delay),
     )
     .with_random(ls.retry_backoff_random);
+    if ls.circuit_breaker_consecutive.is_some() || ls.circuit_breaker_ratio.is_some() {
+        props.circuit_breaker = Some(CircuitBreakerPolicy {
+            consecutive: ls.circuit_breaker_consecutive,
+            ratio: ls.circuit_breaker_ratio,
+            window: ls.circuit_breaker_window,
+            reset_after: ls.circuit_breaker_reset_after,
+        });
+    }
     props.client_id_prefix = def
         .client_id_prefix
         .map(str::to_owned)
@@ -670,6 +737,11 @@ fn plan_listener(
         handler: def.handler,
         auto_startup,
         missing_topics_fatal: ls.missing_topics_fatal,
+        dead_letter: ls.dead_letter_enabled.then(|| {
+            ls.dead_letter_topic
+                .clone()
+                .unwrap_or_else(|| DeadLetterPublisher::DEFAULT_TOPIC.to_owned())
+        }),
     })
 }
 

@@ -34,6 +34,8 @@ pub(crate) enum Kind {
     Compression,
     /// A factor of at least 1 (`2`, `1.5`).
     Multiplier,
+    /// A share above 0 and at most 1 (`0.5`).
+    Ratio,
 }
 
 impl Kind {
@@ -69,6 +71,7 @@ impl Kind {
                 .map_err(|e| e.to_string()),
             Kind::Compression => settings::parse_compression(value).map(drop),
             Kind::Multiplier => settings::parse_multiplier(value).map(drop),
+            Kind::Ratio => settings::parse_ratio(value).map(drop),
         }
     }
 }
@@ -171,6 +174,28 @@ pub(crate) const KEYS: &[KeyDef] = &[
         "kafka.listener.retry.backoff.random",
         Kind::Bool,
         Some("false"),
+    ),
+    def(
+        "kafka.listener.dead-letter.enabled",
+        Kind::Bool,
+        Some("false"),
+    ),
+    def("kafka.listener.dead-letter.topic", Kind::Text, None),
+    def(
+        "kafka.listener.circuit-breaker.consecutive",
+        Kind::PositiveU32,
+        None,
+    ),
+    def("kafka.listener.circuit-breaker.ratio", Kind::Ratio, None),
+    def(
+        "kafka.listener.circuit-breaker.window",
+        Kind::PositiveU32,
+        Some("100"),
+    ),
+    def(
+        "kafka.listener.circuit-breaker.reset-after",
+        Kind::PositiveDuration,
+        None,
     ),
     def(
         "kafka.listener.max-buffered-bytes",

@@ -170,6 +170,22 @@ pub struct ListenerSettings {
     pub retry_backoff_random: bool,
     /// `max-buffered-bytes`: memory budget of fetched, unfinished records per assigned partition.
     pub max_buffered_bytes: u64,
+    /// `dead-letter.enabled`: records the retries gave up on go to a dead-letter topic
+    /// instead of being logged and skipped.
+    pub dead_letter_enabled: bool,
+    /// `dead-letter.topic`: the dead-letter topic, `{topic}` standing for the record's topic;
+    /// `None`: `{topic}.DLT`.
+    pub dead_letter_topic: Option<String>,
+    /// `circuit-breaker.consecutive`: trip after this many records in a row were given up.
+    pub circuit_breaker_consecutive: Option<u32>,
+    /// `circuit-breaker.ratio`: trip when more than this share of the last `window` records
+    /// was given up.
+    pub circuit_breaker_ratio: Option<f64>,
+    /// `circuit-breaker.window`: records the ratio is taken over.
+    pub circuit_breaker_window: u32,
+    /// `circuit-breaker.reset-after`: close a tripped breaker after this long (`None`: by
+    /// command only).
+    pub circuit_breaker_reset_after: Option<Duration>,
 }
 
 impl ListenerSettings {
@@ -196,6 +212,12 @@ impl ListenerSettings {
             retry_backoff_max_delay: Duration::ZERO,
             retry_backoff_random: false,
             max_buffered_bytes: 0,
+            dead_letter_enabled: false,
+            dead_letter_topic: None,
+            circuit_breaker_consecutive: None,
+            circuit_breaker_ratio: None,
+            circuit_breaker_window: 1,
+            circuit_breaker_reset_after: None,
         }
     }
 
@@ -223,6 +245,16 @@ impl ListenerSettings {
             "retry.backoff.max-delay" => self.retry_backoff_max_delay = parse_duration(value)?,
             "retry.backoff.random" => self.retry_backoff_random = parse_bool(value)?,
             "max-buffered-bytes" => self.max_buffered_bytes = parse_size(value)?,
+            "dead-letter.enabled" => self.dead_letter_enabled = parse_bool(value)?,
+            "dead-letter.topic" => self.dead_letter_topic = text(value),
+            "circuit-breaker.consecutive" => {
+                self.circuit_breaker_consecutive = Some(parse_uint(value, true)?)
+            }
+            "circuit-breaker.ratio" => self.circuit_breaker_ratio = Some(parse_ratio(value)?),
+            "circuit-breaker.window" => self.circuit_breaker_window = parse_uint(value, true)?,
+            "circuit-breaker.reset-after" => {
+                self.circuit_breaker_reset_after = Some(parse_positive_duration(value)?)
+            }
             // Reaching this means a key was added to the schema but not here;
             // the schema tests catch it, and failing loudly beats ignoring it.
             other => {
@@ -500,6 +532,16 @@ pub(crate) fn parse_size(value: &str) -> Result<u64, String> {
 }
 
 /// A back-off multiplier: a finite number of at least 1.
+/// A share: above 0, at most 1.
+pub(crate) fn parse_ratio(value: &str) -> Result<f64, String> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0 && *r <= 1.0)
+        .ok_or_else(|| "expected a share above 0 and at most 1 (0.5 for half)".to_owned())
+}
+
 pub(crate) fn parse_multiplier(value: &str) -> Result<f64, String> {
     value
         .trim()
@@ -933,6 +975,7 @@ mod tests {
             let mut settings = ListenerSettings::blank();
             let value = def.default.unwrap_or(match def.kind {
                 schema::Kind::Bool => "true",
+                schema::Kind::Ratio => "0.5",
                 _ => "7",
             });
             assert_eq!(settings.apply(def, value), Ok(()), "{}", def.key);

@@ -896,6 +896,12 @@ fn defaults() {
         retry_backoff_max_delay: Duration::from_secs(30),
         retry_backoff_random: false,
         max_buffered_bytes: 64 << 20,
+        dead_letter_enabled: false,
+        dead_letter_topic: None,
+        circuit_breaker_consecutive: None,
+        circuit_breaker_ratio: None,
+        circuit_breaker_window: 100,
+        circuit_breaker_reset_after: None,
     };
     let expected = Settings {
         bootstrap_servers: "localhost:9092".to_owned(),
@@ -1188,6 +1194,8 @@ kafka.consumer.max-poll-records = 500          # default
 kafka.listener.ack-count = 1                   # default
 kafka.listener.ack-mode = batch                # default
 kafka.listener.ack-time = 5s                   # default
+kafka.listener.circuit-breaker.window = 100    # default
+kafka.listener.dead-letter.enabled = false     # default
 kafka.listener.max-buffered-bytes = 64MB       # default
 kafka.listener.missing-topics-fatal = true     # default
 kafka.listener.on_order.concurrency = 4        # code spring.kafka.listener.on_order.concurrency=4

@@ -28,6 +28,7 @@ type Slot = (usize, Range<usize>);
 struct Pending {
     offset: i64,
     timestamp: Option<i64>,
+    log_append_time: bool,
     key: Option<Slot>,
     value: Option<Slot>,
     headers: Headers,
@@ -84,9 +85,11 @@ impl ChunkBuilder {
             headers.push(name, value.map(Bytes::copy_from_slice))
         });
         self.bytes += header_bytes;
+        let (timestamp, log_append_time) = message.timestamp();
         self.records.push(Pending {
             offset: message.offset(),
-            timestamp: message.timestamp(),
+            timestamp,
+            log_append_time,
             key,
             value,
             headers,
@@ -109,6 +112,7 @@ impl ChunkBuilder {
                 partition,
                 offset: p.offset,
                 timestamp: p.timestamp,
+                log_append_time: p.log_append_time,
                 key: p.key.map(slice),
                 value: p.value.map(slice),
                 headers: p.headers,

@@ -82,13 +82,18 @@ impl Fetched<'_> {
         self.msg.offset
     }
 
-    /// Milliseconds since the epoch, `None` when the record has none.
-    pub(crate) fn timestamp(&self) -> Option<i64> {
+    /// Milliseconds since the epoch, `None` when the record has none; and whether it is the
+    /// broker's log-append time (else the producer's create time).
+    pub(crate) fn timestamp(&self) -> (Option<i64>, bool) {
         let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
         // SAFETY: the message is live while borrowed; `kind` is a valid local.
         let ts = unsafe { rd::rd_kafka_message_timestamp(self.msg, &mut kind) };
-        (kind != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0)
-            .then_some(ts)
+        let log_append = kind == rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_LOG_APPEND_TIME;
+        (
+            (kind != rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE && ts >= 0)
+                .then_some(ts),
+            log_append,
+        )
     }
 
     fn bytes(&self, data: *const c_void, len: usize) -> Option<&[u8]> {

@@ -33,7 +33,6 @@
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -42,7 +41,6 @@ use futures::stream::{FuturesUnordered, StreamExt as _};
 use super::state::{pause, ConsumerRequest, NackRequest};
 use super::worker::{Chunk, Outcome, Take, Worker, IDLE_CHECK};
 use crate::config::AckMode;
-use crate::error_handler::panic_error;
 use crate::listener::{ConsumerRecord, RecordHandlerFn};
 
 /// The offsets taken since the lowest unfinished one, in offset order (finished ones above
@@ -304,7 +302,8 @@ impl Worker {
                     inflight.push(self.run_one(f, key, record));
                 }
             }
-            let user_paused = state.paused.load(Ordering::Acquire) & pause::USER != 0;
+            let user_paused =
+                state.paused.load(Ordering::Acquire) & pause::USER != 0 || self.breaker_open();
             let room = window.len() < self.max_records && window.bytes() < self.max_bytes;
             if !hold && !stopping && !user_paused && room {
                 match self.take(self.max_records - window.len()) {
@@ -341,6 +340,7 @@ impl Worker {
                     }
                 }
                 () = state.wake.notified() => {}
+                () = self.breaker_closed() => {}
                 () = tokio::time::sleep(IDLE_CHECK) => {}
             }
         }
@@ -377,13 +377,7 @@ impl Worker {
         key: u64,
         record: ConsumerRecord,
     ) -> (u64, i64, Outcome) {
-        let outcome = self
-            .with_retries(record.offset, |cx| {
-                std::panic::catch_unwind(AssertUnwindSafe(|| f(&record, cx)))
-                    .map_err(|p| Err(panic_error(p)))
-                    .and_then(|r| r.map_err(Ok))
-            })
-            .await;
+        let outcome = self.handle_record(f, &record).await;
         (key, record.offset, outcome)
     }
 

@@ -18,6 +18,7 @@
 //! revoke and shutdown.
 
 mod ack;
+mod breaker;
 mod chunk;
 mod commit;
 mod consumer;
@@ -44,9 +45,11 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 
 use crate::config::AckMode;
+use crate::error_handler::Recoverer;
 use crate::error_handler::RetryPolicy;
 use crate::listener::{Handler, ListenerContext};
 use crate::{Error, Result};
+pub use breaker::CircuitBreakerPolicy;
 use consumer::{ConsumerCore, ConsumerReport, CoreContext};
 use state::{ConsumerRequest, Counters};
 
@@ -88,6 +91,11 @@ pub struct ContainerProperties {
     pub revoke_timeout: Duration,
     /// Retries before the recoverer.
     pub retry: RetryPolicy,
+    /// What is done with a record the retries gave up on (default:
+    /// [`LogRecoverer`](crate::LogRecoverer)).
+    pub recoverer: Option<Arc<dyn Recoverer>>,
+    /// Stops the listener when too many records are given up (default: none).
+    pub circuit_breaker: Option<CircuitBreakerPolicy>,
     /// librdkafka properties for the consumers (bootstrap servers and passthrough). The
     /// container adds `group.id`, `client.id` and the settings its delivery guarantee needs.
     pub client_config: Vec<(String, String)>,
@@ -136,6 +144,8 @@ impl ContainerProperties {
             shutdown_timeout: Duration::from_secs(30),
             revoke_timeout: Duration::from_secs(15),
             retry: RetryPolicy::default(),
+            recoverer: None,
+            circuit_breaker: None,
             client_config: vec![("bootstrap.servers".to_owned(), bootstrap_servers.to_owned())],
             client_id_prefix: listener_id.to_owned(),
             rebalance_listener: None,
@@ -358,12 +368,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl ListenerContainer {
     /// A container for `handler` with `props`; `cx` is what extractors may draw on.
     pub fn new(props: ContainerProperties, handler: Handler, cx: ListenerContext) -> Self {
+        let breaker = props.circuit_breaker.map(breaker::CircuitBreaker::new);
         ListenerContainer {
             inner: Arc::new(Inner {
                 props: Arc::new(props),
                 handler,
                 cx,
-                counters: Arc::new(Counters::default()),
+                counters: Arc::new(Counters {
+                    breaker,
+                    ..Counters::default()
+                }),
                 runtime: Mutex::new(None),
                 running: Mutex::new(None),
                 paused: AtomicBool::new(false),
@@ -422,6 +436,33 @@ impl ListenerContainer {
     pub fn pause(&self) {
         self.inner.paused.store(true, Ordering::Release);
         self.send_to_consumers(|| ConsumerRequest::Pause);
+    }
+
+    /// Whether the listener's circuit breaker is open: too many records were given up, and
+    /// the listener takes no more records until it is reset (or `reset-after` passes).
+    pub fn is_circuit_breaker_open(&self) -> bool {
+        self.inner
+            .counters
+            .breaker
+            .as_ref()
+            .is_some_and(|b| b.is_open())
+    }
+
+    /// Times the circuit breaker tripped since the container was created.
+    pub fn circuit_breaker_trips(&self) -> u64 {
+        self.inner
+            .counters
+            .breaker
+            .as_ref()
+            .map_or(0, |b| b.trips())
+    }
+
+    /// Closes the circuit breaker: the listener takes records again, and a record held
+    /// before its recoverer goes on to it.
+    pub fn reset_circuit_breaker(&self) {
+        if let Some(b) = &self.inner.counters.breaker {
+            b.reset("reset by command");
+        }
     }
 
     /// Undoes [`pause`](Self::pause).

@@ -18,6 +18,7 @@ use super::poll::chunk_bytes;
 use super::seek::{resolve, AssignmentSeeker};
 use super::state::{pause, PartitionState};
 use super::worker::Worker;
+use crate::error_handler::{LogRecoverer, Recoverer};
 
 /// A topic and partition.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,6 +107,9 @@ impl ConsumerCore {
                 handler: self.handler,
                 cx: self.cx.clone(),
                 retry: self.props.retry,
+                recoverer: self.props.recoverer.clone().unwrap_or_else(|| {
+                    Arc::new(LogRecoverer::new(&self.props.listener_id)) as Arc<dyn Recoverer>
+                }),
                 ack_mode: self.props.ack_mode,
                 counters: Arc::clone(&self.counters),
                 requests: self.requests_tx.clone(),

@@ -341,6 +341,8 @@ pub(crate) struct Counters {
     /// the container (the memory budget is per consumer, checked against this sum divided by
     /// the number of consumers).
     pub(crate) buffered_bytes: AtomicUsize,
+    /// The listener's circuit breaker on given-up records, if configured.
+    pub(crate) breaker: Option<super::breaker::CircuitBreaker>,
 }
 
 /// What a handler's `Acknowledgment` needs to reach its partition.

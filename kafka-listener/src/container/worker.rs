@@ -11,7 +11,9 @@ use futures::FutureExt as _;
 use super::chunk::ChunkBuilder;
 use super::state::{pause, ConsumerRequest, Counters, PartitionLink, PartitionState};
 use crate::config::AckMode;
-use crate::error_handler::{panic_error, recover, Failure, NonRetryable, RetryPolicy};
+use crate::error_handler::{
+    panic_error, recoverer_pause, Failure, NonRetryable, Recoverer, RetryPolicy,
+};
 use crate::listener::{ConsumerRecord, Handler, HandlerFuture, ListenerContext};
 use crate::BoxError;
 
@@ -42,6 +44,8 @@ pub(crate) struct Worker {
     pub(crate) handler: Handler,
     pub(crate) cx: ListenerContext,
     pub(crate) retry: RetryPolicy,
+    /// What happens to a record the retries gave up on.
+    pub(crate) recoverer: Arc<dyn Recoverer>,
     pub(crate) ack_mode: AckMode,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: std::sync::mpsc::Sender<ConsumerRequest>,
@@ -123,6 +127,7 @@ impl Worker {
             // comes from the old position: leave it there (librdkafka drops it at the seek).
             let take = if self.state.seek_pending.load(Ordering::Acquire)
                 || self.state.paused.load(Ordering::Acquire) & pause::USER != 0
+                || self.breaker_open()
             {
                 Take::Nothing
             } else {
@@ -135,6 +140,7 @@ impl Worker {
                         biased;
                         () = stop.cancelled() => break,
                         () = wake.notified() => {}
+                        () = self.breaker_closed() => {}
                         () = tokio::time::sleep(IDLE_CHECK) => {}
                     }
                     continue;
@@ -319,13 +325,7 @@ impl Worker {
             if self.manual() {
                 self.state.manual_dispatch(record.offset);
             }
-            let outcome = self
-                .with_retries(record.offset, |cx| {
-                    std::panic::catch_unwind(AssertUnwindSafe(|| f(record, cx)))
-                        .map_err(|p| Err(panic_error(p)))
-                        .and_then(|r| r.map_err(Ok))
-                })
-                .await;
+            let outcome = self.handle_record(f, record).await;
             if let Outcome::Stopped = outcome {
                 return ChunkEnd::Stopped;
             }
@@ -351,7 +351,8 @@ impl Worker {
             }
         }
         let mut first_call = true;
-        let outcome = self
+        let mut undecodable = Vec::new();
+        let result = self
             .with_retries(last.offset, |cx| {
                 let invocation = match std::panic::catch_unwind(AssertUnwindSafe(|| f(records, cx)))
                 {
@@ -370,14 +371,7 @@ impl Worker {
                 }
                 // Undecodable records go to the recoverer once, not on every retry.
                 if std::mem::take(&mut first_call) {
-                    for (index, error) in invocation.rejected {
-                        if let Some(r) = records.get(index) {
-                            self.give_up(r.offset, &Failure::Decode(error));
-                            if self.manual() {
-                                self.state.manual_ack(chunk.generation, r.offset);
-                            }
-                        }
-                    }
+                    undecodable = invocation.rejected;
                 }
                 match invocation.future {
                     Some(fut) => Ok(fut),
@@ -385,6 +379,39 @@ impl Worker {
                 }
             })
             .await;
+        if let (Ok(Outcome::Done), Some(b)) = (&result, &self.counters.breaker) {
+            b.on_done((records.len() - undecodable.len()) as u64);
+        }
+        let outcome = match result {
+            Ok(Outcome::Stopped) => Outcome::Stopped,
+            result => {
+                // The undecodable records first, then (if the batch failed) each of the others.
+                let mut outcome = Outcome::Done;
+                let mut given_up = vec![false; records.len()];
+                for (index, error) in undecodable {
+                    if let Some(r) = records.get(index) {
+                        given_up[index] = true;
+                        if let Outcome::Stopped = self.give_up(r, &Failure::Decode(error)).await {
+                            outcome = Outcome::Stopped;
+                            break;
+                        }
+                        if self.manual() {
+                            self.state.manual_ack(chunk.generation, r.offset);
+                        }
+                    }
+                }
+                if let (Err(failure), false) = (&result, matches!(outcome, Outcome::Stopped)) {
+                    outcome = Outcome::Recovered;
+                    for (r, _) in records.iter().zip(&given_up).filter(|(_, g)| !**g) {
+                        if let Outcome::Stopped = self.give_up(r, failure).await {
+                            outcome = Outcome::Stopped;
+                            break;
+                        }
+                    }
+                }
+                outcome
+            }
+        };
         let mut done = None;
         let end = match outcome {
             Outcome::Stopped => ChunkEnd::Stopped,
@@ -397,23 +424,108 @@ impl Worker {
         end
     }
 
-    /// Hands the record at `offset` to the recoverer: its offset may move past it.
-    fn give_up(&self, offset: i64, failure: &Failure) -> Outcome {
-        self.counters.recovered.fetch_add(1, Ordering::Relaxed);
-        recover(
-            &self.cx.listener_id,
-            &self.state.topic,
-            self.state.partition,
-            offset,
-            failure,
-        );
-        Outcome::Recovered
+    /// Whether the listener's circuit breaker is open (no new records are taken).
+    pub(super) fn breaker_open(&self) -> bool {
+        self.counters.breaker.as_ref().is_some_and(|b| b.is_open())
+    }
+
+    /// Resolves when an open circuit breaker closes (never, without one).
+    pub(super) async fn breaker_closed(&self) {
+        match &self.counters.breaker {
+            Some(b) if b.is_open() => b.closed().await,
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// Handles one record: extract, call, retry, and give it up to the recoverer if need be.
+    pub(super) async fn handle_record(
+        &self,
+        f: crate::listener::RecordHandlerFn,
+        record: &ConsumerRecord,
+    ) -> Outcome {
+        let result = self
+            .with_retries(record.offset, |cx| {
+                std::panic::catch_unwind(AssertUnwindSafe(|| f(record, cx)))
+                    .map_err(|p| Err(panic_error(p)))
+                    .and_then(|r| r.map_err(Ok))
+            })
+            .await;
+        match result {
+            Ok(outcome) => {
+                if let (Outcome::Done, Some(b)) = (&outcome, &self.counters.breaker) {
+                    b.on_done(1);
+                }
+                outcome
+            }
+            Err(failure) => self.give_up(record, &failure).await,
+        }
+    }
+
+    /// Hands `record` to the recoverer. Returns once the recoverer succeeded (the offset may
+    /// move past the record), calling it again after a back-off for as long as it fails; or
+    /// when the partition stops meanwhile (the record stays unfinished, to be redelivered).
+    /// A recoverer already running is awaited through a stop: its dead letter may be on its
+    /// way.
+    pub(super) async fn give_up(&self, record: &ConsumerRecord, failure: &Failure) -> Outcome {
+        let mut failures = 0u32;
+        if let Some(b) = &self.counters.breaker {
+            // An open breaker holds the record before its recoverer (uncommitted).
+            while b.is_open() {
+                tokio::select! {
+                    biased;
+                    () = self.state.stop.cancelled() => return Outcome::Stopped,
+                    () = b.closed() => {}
+                }
+            }
+        }
+        loop {
+            let result = match std::panic::catch_unwind(AssertUnwindSafe(|| {
+                self.recoverer.recover(record, failure)
+            })) {
+                Ok(fut) => AssertUnwindSafe(fut)
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|p| Err(panic_error(p))),
+                Err(p) => Err(panic_error(p)),
+            };
+            let error = match result {
+                Ok(()) => {
+                    self.counters.recovered.fetch_add(1, Ordering::Relaxed);
+                    if let Some(b) = &self.counters.breaker {
+                        b.on_given_up(&self.cx.listener_id);
+                    }
+                    return Outcome::Recovered;
+                }
+                Err(error) => error,
+            };
+            failures += 1;
+            let pause = recoverer_pause(failures);
+            tracing::error!(
+                listener = %self.cx.listener_id,
+                topic = %self.state.topic,
+                partition = self.state.partition,
+                offset = record.offset,
+                recoverer_attempt = failures,
+                error = %error,
+                failure = %failure,
+                "recoverer failed: the record is kept (not committed), its partition waits, and the recoverer runs again after {pause:?}",
+            );
+            tokio::select! {
+                biased;
+                () = self.state.stop.cancelled() => return Outcome::Stopped,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
     }
 
     /// Runs `start` (extract + call) and awaits it, retrying failures per the policy.
     /// `start` returns `Err(Ok(e))` for a decode error (no retry) and `Err(Err(e))` for a
-    /// failure to retry.
-    pub(super) async fn with_retries<F>(&self, offset: i64, mut start: F) -> Outcome
+    /// failure to retry. `Err` when the record is to be given up.
+    pub(super) async fn with_retries<F>(
+        &self,
+        offset: i64,
+        mut start: F,
+    ) -> Result<Outcome, Failure>
     where
         F: FnMut(&ListenerContext) -> Result<HandlerFuture, Result<crate::ExtractError, BoxError>>,
     {
@@ -452,27 +564,26 @@ impl Worker {
                     waited += 1;
                     tokio::select! {
                         biased;
-                        () = self.state.stop.cancelled() => return Outcome::Stopped,
+                        () = self.state.stop.cancelled() => return Ok(Outcome::Stopped),
                         () = tokio::time::sleep(self.retry.pause(1, 0.0).max(Duration::from_millis(100))) => {}
                     }
                     continue;
                 }
-                Err(Ok(decode)) => return self.give_up(offset, &Failure::Decode(decode)),
+                Err(Ok(decode)) => return Err(Failure::Decode(decode)),
                 Err(Err(e)) => Err(e),
             };
             let error = match result {
-                Ok(()) => return Outcome::Done,
+                Ok(()) => return Ok(Outcome::Done),
                 Err(error) => error,
             };
             if NonRetryable::is_in(&*error) {
-                return self.give_up(offset, &Failure::NotRetryable { attempt, error });
+                return Err(Failure::NotRetryable { attempt, error });
             }
             if attempt >= attempts {
-                let failure = Failure::Exhausted {
+                return Err(Failure::Exhausted {
                     attempts,
                     last: error,
-                };
-                return self.give_up(offset, &failure);
+                });
             }
             let pause = self.retry.pause(attempt, random_unit(offset, attempt));
             tracing::warn!(
@@ -488,7 +599,7 @@ impl Worker {
             attempt += 1;
             tokio::select! {
                 biased;
-                () = self.state.stop.cancelled() => return Outcome::Stopped,
+                () = self.state.stop.cancelled() => return Ok(Outcome::Stopped),
                 () = tokio::time::sleep(pause) => {}
             }
         }

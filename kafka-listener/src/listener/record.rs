@@ -14,6 +14,8 @@ pub struct ConsumerRecord {
     pub(crate) partition: i32,
     pub(crate) offset: i64,
     pub(crate) timestamp: Option<i64>,
+    /// The timestamp is the broker's log-append time (else the producer's create time).
+    pub(crate) log_append_time: bool,
     pub(crate) key: Option<Bytes>,
     pub(crate) value: Option<Bytes>,
     pub(crate) headers: Headers,
@@ -27,6 +29,7 @@ impl ConsumerRecord {
             partition,
             offset,
             timestamp: None,
+            log_append_time: false,
             key: None,
             value: None,
             headers: Headers::default(),
@@ -82,6 +85,12 @@ impl ConsumerRecord {
     /// The record's timestamp (create or log-append time), milliseconds since the epoch.
     pub fn timestamp(&self) -> Option<i64> {
         self.timestamp
+    }
+
+    /// Whether [`timestamp`](Self::timestamp) is the broker's log-append time rather than the
+    /// producer's create time (the topic's `message.timestamp.type`).
+    pub fn is_log_append_time(&self) -> bool {
+        self.log_append_time
     }
 
     /// The raw key, `None` for a null key.
