@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn type_names_come_from_the_debug_output() {
-        let parse = "x".parse::<i32>().unwrap_err();
+        let parse = "x".parse::<i32>().expect_err("not a number");
         let failure = Failure::Exhausted {
             attempts: 3,
             last: Box::new(parse),

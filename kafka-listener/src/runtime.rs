@@ -240,7 +240,9 @@ pub struct ApplicationBuilder {
 
 /// Makes a listener's recoverer once the producer exists.
 #[derive(Clone)]
-struct RecovererFactory(Arc<dyn Fn(&ProducerTemplate, &str) -> Arc<dyn Recoverer> + Send + Sync>);
+struct RecovererFactory(Arc<MakeRecoverer>);
+
+type MakeRecoverer = dyn Fn(&ProducerTemplate, &str) -> Arc<dyn Recoverer> + Send + Sync;
 
 impl std::fmt::Debug for RecovererFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
