@@ -514,3 +514,110 @@ async fn orders_process_handles_records_from_a_go_client_with_odd_headers_and_ev
     );
     assert_committed_at_end(&bs, &group, &input, 3).await;
 }
+
+/// The acceptance, as a new user would check it: 10,000 orders from a Go client
+/// (franz-go), about 1% malformed JSON and 1% with a negative amount. Every valid id reaches
+/// the accepted topic through `send_to`; every invalid record reaches `<topic>.DLT` with the
+/// original topic, partition and offset and an exception message in Spring's headers; after
+/// SIGTERM the committed offsets equal the end offsets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_orders_from_a_go_client_go_to_the_dead_letter_topic_and_valid_ones_are_forwarded()
+{
+    use kafka_listener::dead_letter::headers;
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (input, output, group) = (
+        unique("orders"),
+        unique("orders.accepted"),
+        unique("orders-g"),
+    );
+    let dlt = format!("{input}.DLT");
+    create_topic(&bs, &input, 3).await;
+    create_topic(&bs, &output, 3).await;
+    create_topic(&bs, &dlt, 3).await;
+    let out = Command::new(foreign_producer_bin())
+        .args([
+            bs.as_str(),
+            input.as_str(),
+            "0",
+            &ORDERS.to_string(),
+            "mixed",
+        ])
+        .output()
+        .expect("run foreign-producer");
+    assert!(
+        out.status.success(),
+        "foreign-producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let invalid = |i: usize| i % 100 == 37 || i % 100 == 71;
+    let valid: usize = (0..ORDERS).filter(|i| !invalid(*i)).count();
+    let bad: usize = ORDERS - valid;
+
+    let mut child = spawn_orders(&bs, &input, &output, &group, &[]);
+    let (bs2, out2) = (bs.clone(), output.clone());
+    let ids = tokio::task::spawn_blocking(move || {
+        read_accepted(&bs2, &out2, valid, Duration::from_secs(240))
+    })
+    .await
+    .expect("reader task");
+    let letters = read_topic(&bs, &dlt, bad, Duration::from_secs(120)).await;
+    sigterm(&child);
+    let status =
+        tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(35)))
+            .await
+            .expect("wait task");
+    assert!(
+        status.success(),
+        "orders exited with {status} after SIGTERM"
+    );
+    assert_committed_at_end(&bs, &group, &input, 3).await;
+
+    for i in (0..ORDERS).filter(|i| !invalid(*i)) {
+        assert_eq!(
+            ids.get(&format!("foreign-{i}")),
+            Some(&1),
+            "foreign-{i} accepted once"
+        );
+    }
+    assert_eq!(ids.len(), valid, "nothing else accepted");
+    assert_eq!(letters.len(), bad, "one dead letter per invalid order");
+    let end = end_offsets(&bs, &input, 3).await;
+    let mut seen = std::collections::HashSet::new();
+    for l in &letters {
+        let key = String::from_utf8(l.key.clone().expect("key")).expect("utf-8 key");
+        let i: usize = key.trim_start_matches("foreign-").parse().expect("id");
+        assert!(invalid(i), "{key} is valid but was dead-lettered");
+        assert!(seen.insert(i), "{key} dead-lettered twice");
+        assert_eq!(l.header_str(headers::ORIGINAL_TOPIC), Some(input.as_str()));
+        let partition = i32::from_be_bytes(
+            l.header(headers::ORIGINAL_PARTITION)
+                .expect("partition header")
+                .try_into()
+                .expect("4 bytes"),
+        );
+        let offset = i64::from_be_bytes(
+            l.header(headers::ORIGINAL_OFFSET)
+                .expect("offset header")
+                .try_into()
+                .expect("8 bytes"),
+        );
+        assert_eq!(partition, l.partition, "same partition as the original");
+        assert!(
+            (0..end[&partition]).contains(&offset),
+            "{key}: offset {offset}"
+        );
+        let message = l.header_str(headers::EXCEPTION_MESSAGE).expect("message");
+        let kind = l.header_str(headers::EXCEPTION_FQCN).expect("fqcn");
+        if i % 100 == 71 {
+            assert_eq!(kind, "kafka_listener::NonRetryable", "{key}");
+            assert!(
+                message.contains("amount_cents is negative (-5)"),
+                "{key}: {message}"
+            );
+        } else {
+            assert_eq!(kind, "kafka_listener::DecodeError", "{key}");
+            assert!(!message.is_empty());
+        }
+    }
+}

@@ -24,6 +24,7 @@ pub(crate) mod kw {
     pub(crate) const TOPIC_PATTERN: &str = "topic_pattern";
     pub(crate) const PARTITIONS: &str = "partitions";
     pub(crate) const REBALANCE_LISTENER: &str = "rebalance_listener";
+    pub(crate) const SEND_TO: &str = "send_to";
 
     /// Every key, in the order the docs and error messages list them.
     pub(crate) const ALL: &[&str] = &[
@@ -40,6 +41,7 @@ pub(crate) mod kw {
         TOPIC_PATTERN,
         PARTITIONS,
         REBALANCE_LISTENER,
+        SEND_TO,
     ];
 
     /// Spring's `topicPartitions`, spelled `partitions` here.
@@ -81,6 +83,8 @@ pub(crate) struct ListenerArgs {
     pub(crate) partitions: Vec<String>,
     /// A path to a `static` implementing `RebalanceListener`.
     pub(crate) rebalance_listener: Option<syn::Path>,
+    /// The topic the handler's return value is sent to.
+    pub(crate) send_to: Option<String>,
 }
 
 /// Collects errors so that one compile reports all of them (serde's approach).
@@ -167,6 +171,12 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
             "`concurrency_per_partition` applies to record listeners: a batch listener gets a partition's records in one call",
         ));
     }
+    if args.batch && args.send_to.is_some() {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "`send_to` applies to record listeners: a batch listener sends with a ProducerTemplate argument",
+        ));
+    }
     let sources = [kw::TOPICS, kw::TOPIC_PATTERN, kw::PARTITIONS]
         .iter()
         .filter(|k| seen.contains(*k))
@@ -212,6 +222,7 @@ fn parse_entry(key: &'static str, meta: &Meta, args: &mut ListenerArgs) -> syn::
         kw::TOPIC_PATTERN => args.topic_pattern = Some(topic_pattern(value)?),
         kw::PARTITIONS => args.partitions = partitions(value)?,
         kw::REBALANCE_LISTENER => args.rebalance_listener = Some(path_value(key, value)?),
+        kw::SEND_TO => args.send_to = Some(topic(str_lit(key, value)?)?),
         _ => unreachable!("every key in kw::ALL is handled"),
     }
     Ok(())
@@ -259,6 +270,7 @@ fn example(key: &str) -> &'static str {
         kw::TOPIC_PATTERN => "topic_pattern = \"orders-.*\"",
         kw::PARTITIONS => "partitions = [\"orders:0\", \"orders:1@100\"]",
         kw::REBALANCE_LISTENER => "rebalance_listener = MY_REBALANCE_LISTENER",
+        kw::SEND_TO => "send_to = \"orders.accepted\"",
         _ => "key = value",
     }
 }

@@ -70,6 +70,20 @@ pub(crate) fn kafka_listener(attr: TokenStream, item: TokenStream) -> TokenStrea
     let (args, mut errors) = attr::parse(attr);
     let (arguments, shape_errors) = validate::check(&func.sig, args.batch);
     errors.extend(shape_errors);
+    if args.send_to.is_some() {
+        for a in &arguments {
+            let last = match a.extracted {
+                Type::Path(p) => p.path.segments.last().map(|s| s.ident.to_string()),
+                _ => None,
+            };
+            if last.as_deref() == Some("Acknowledgment") {
+                errors.push(syn::Error::new_spanned(
+                    a.extracted,
+                    "a `send_to` listener is acknowledged by its forwards (once the broker acknowledged them); remove the Acknowledgment argument",
+                ));
+            }
+        }
+    }
     match errors.into_result() {
         Ok(()) => {
             let registration = registration(&args, &func.sig, &arguments);
@@ -92,7 +106,7 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
     let handler = if args.batch {
         batch_handler(sig, arguments)
     } else {
-        record_handler(sig, arguments)
+        record_handler(sig, arguments, args.send_to.as_deref())
     };
     let handler_ident = handler_ident();
     let variant = if args.batch {
@@ -118,6 +132,7 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
         },
         None => quote!(::core::option::Option::None),
     };
+    let send_to = optional(args.send_to.as_deref());
     let location_suffix = format!("::{fn_name}");
     quote! {
         const _: () = {
@@ -137,6 +152,7 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
                     topic_pattern: #topic_pattern,
                     partitions: &[#(#partitions),*],
                     rebalance_listener: #rebalance_listener,
+                    send_to: #send_to,
                     handler: ::kafka_listener::__private::Handler::#variant(#handler_ident),
                     location: ::core::concat!(::core::module_path!(), #location_suffix),
                 }
@@ -183,14 +199,44 @@ fn extract(ty: &Type, record: &syn::Ident) -> TokenStream {
     }
 }
 
-fn record_handler(sig: &Signature, arguments: &[Argument<'_>]) -> TokenStream {
+/// A `send_to` handler's call: the return value becomes the forwards, sent and acknowledged
+/// before the call ends (`Forwarder::forward`).
+fn call_and_forward(sig: &Signature, values: &[syn::Ident]) -> TokenStream {
+    let fn_name = &sig.ident;
+    let (ret, span) = match &sig.output {
+        syn::ReturnType::Default => (quote!(()), sig.ident.span()),
+        syn::ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
+    };
+    let result = quote_spanned! {span=>
+        <#ret as ::kafka_listener::__private::IntoForwardResult>::into_forward_result(
+            #fn_name(#(#values),*).await
+        )
+    };
+    quote! { __forwarder.forward(#result).await }
+}
+
+fn record_handler(
+    sig: &Signature,
+    arguments: &[Argument<'_>],
+    send_to: Option<&str>,
+) -> TokenStream {
     let handler_ident = handler_ident();
     let record = format_ident!("__record");
     let values: Vec<_> = (0..arguments.len())
         .map(|i| format_ident!("__arg{}", i))
         .collect();
     let extracts = arguments.iter().map(|a| extract(a.extracted, &record));
-    let future = boxed_future(sig, call_user_fn(sig, &values));
+    let (forwarder, call) = match send_to {
+        Some(topic) => (
+            quote! {
+                let __forwarder =
+                    ::kafka_listener::__private::Forwarder::new(#record, __cx, #topic)?;
+            },
+            call_and_forward(sig, &values),
+        ),
+        None => (quote!(), call_user_fn(sig, &values)),
+    };
+    let future = boxed_future(sig, call);
     quote! {
         fn #handler_ident(
             #record: &::kafka_listener::__private::ConsumerRecord,
@@ -200,6 +246,7 @@ fn record_handler(sig: &Signature, arguments: &[Argument<'_>]) -> TokenStream {
             ::kafka_listener::__private::ExtractError,
         > {
             #( let #values = #extracts?; )*
+            #forwarder
             ::core::result::Result::Ok(#future)
         }
     }

@@ -175,6 +175,7 @@ pub mod dead_letter;
 mod embedded;
 mod error;
 mod error_handler;
+mod forward;
 mod librdkafka_log;
 mod listener;
 mod producer;
@@ -191,6 +192,7 @@ pub use error::{BoxError, Error, Result};
 pub use error_handler::{
     Failure, LogRecoverer, NonRetryable, RecoverFuture, Recoverer, RetryPolicy,
 };
+pub use forward::{Forwards, IntoForwards};
 pub use kafka_listener_macros::kafka_listener;
 pub use listener::{
     find_listener, registered_listeners, BatchHandlerFn, BatchInvocation, ConsumerRecord,
@@ -212,6 +214,7 @@ pub use bytes::Bytes;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::container::RebalanceListener;
+    pub use crate::forward::{Forwarder, IntoForwardResult};
     pub use crate::listener::{
         BatchInvocation, ConsumerRecord, ExtractError, FromBatch, FromRecord, Handler,
         HandlerFuture, IntoHandlerResult, ListenerContext, ListenerDefinition,

@@ -481,6 +481,7 @@ impl ApplicationBuilder {
                 partition: None,
                 registry: Some(registry.handle()),
                 attempt: 1,
+                send_to: plan.send_to.as_deref().map(Arc::from),
             };
             let container = ListenerContainer::new(plan.props, plan.handler, cx);
             if plan.auto_startup {
@@ -539,6 +540,8 @@ struct ListenerPlan {
     missing_topics_fatal: bool,
     /// `dead-letter.enabled`: the dead-letter topic (`{topic}` for the record's topic).
     dead_letter: Option<String>,
+    /// Where the handler's return value goes, placeholders resolved.
+    send_to: Option<String>,
 }
 
 /// A value set for this listener in the configuration (`kafka.listener.<id>.<key>`) wins over
@@ -739,6 +742,10 @@ fn plan_listener(
         handler: def.handler,
         auto_startup,
         missing_topics_fatal: ls.missing_topics_fatal,
+        send_to: def
+            .send_to
+            .map(|t| config.resolve_placeholders(t, &format!("#[kafka_listener] {id} send_to")))
+            .transpose()?,
         dead_letter: ls.dead_letter_enabled.then(|| {
             ls.dead_letter_topic
                 .clone()

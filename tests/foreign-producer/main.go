@@ -3,7 +3,11 @@
 // compression codec. The real-broker tests run it between normal orders to check that nothing
 // a record carries can stop a consumer.
 //
-// Usage: foreign-producer BROKERS TOPIC START COUNT
+// Usage: foreign-producer BROKERS TOPIC START COUNT [mixed]
+//
+// With "mixed", orders whose id is 37 mod 100 are malformed JSON and those 71 mod 100 have a
+// negative amount (the orders example dead-letters both); the thousands-of-headers shape is
+// left out, to keep 10,000 records light.
 //
 // It writes COUNT orders with ids "foreign-START".., keyed by id (the orders example's
 // JSON), in five groups, one per codec (none, gzip, snappy, lz4, zstd); every record
@@ -40,8 +44,8 @@ func headers(i int) []kgo.RecordHeader {
 }
 
 func main() {
-	if len(os.Args) != 5 {
-		fmt.Fprintln(os.Stderr, "usage: foreign-producer BROKERS TOPIC START COUNT")
+	if len(os.Args) != 5 && !(len(os.Args) == 6 && os.Args[5] == "mixed") {
+		fmt.Fprintln(os.Stderr, "usage: foreign-producer BROKERS TOPIC START COUNT [mixed]")
 		os.Exit(2)
 	}
 	brokers, topic := os.Args[1], os.Args[2]
@@ -51,6 +55,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "START and COUNT must be integers")
 		os.Exit(2)
 	}
+	mixed := len(os.Args) == 6
 	codecs := []struct {
 		name  string
 		codec kgo.CompressionCodec
@@ -76,11 +81,24 @@ func main() {
 		for i := 0; i < per && next < start+count; i++ {
 			id := next
 			next++
+			value := fmt.Sprintf(`{"id":"foreign-%d","amount_cents":1,"customer":"go"}`, id)
+			hs := headers(id)
+			if mixed {
+				switch id % 100 {
+				case 37:
+					value = fmt.Sprintf(`{"id":"foreign-%d","amount_cents":`, id)
+				case 71:
+					value = fmt.Sprintf(`{"id":"foreign-%d","amount_cents":-5,"customer":"go"}`, id)
+				}
+				if id%5 == 3 {
+					hs = []kgo.RecordHeader{{Key: "h", Value: []byte("v")}}
+				}
+			}
 			records = append(records, &kgo.Record{
 				Topic:   topic,
 				Key:     []byte(fmt.Sprintf("foreign-%d", id)),
-				Value:   []byte(fmt.Sprintf(`{"id":"foreign-%d","amount_cents":1,"customer":"go"}`, id)),
-				Headers: headers(id),
+				Value:   []byte(value),
+				Headers: hs,
 			})
 		}
 		if err := client.ProduceSync(ctx, records...).FirstErr(); err != nil {

@@ -96,6 +96,8 @@ pub struct ListenerDefinition {
     pub partitions: &'static [&'static str],
     /// Rebalance callbacks.
     pub rebalance_listener: Option<&'static dyn crate::RebalanceListener>,
+    /// Where the handler's return value is sent (`send_to`), as written.
+    pub send_to: Option<&'static str>,
     /// The erased handler.
     pub handler: Handler,
     /// Where the listener is declared (`module::path::fn_name`), for messages.
@@ -118,6 +120,7 @@ impl ListenerDefinition {
             topic_pattern: None,
             partitions: &[],
             rebalance_listener: None,
+            send_to: None,
             handler,
             location: "",
         }
@@ -173,6 +176,8 @@ pub struct ListenerContext {
     pub(crate) registry: Option<Arc<dyn std::any::Any + Send + Sync>>,
     /// The delivery attempt of the call (1 for the first; see `DeliveryAttempt`).
     pub(crate) attempt: u32,
+    /// The listener's `send_to` topic, placeholders resolved.
+    pub(crate) send_to: Option<Arc<str>>,
 }
 
 impl ListenerContext {
@@ -189,6 +194,7 @@ impl ListenerContext {
             partition: None,
             registry: None,
             attempt: 1,
+            send_to: None,
         }
     }
 }
