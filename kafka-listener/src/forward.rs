@@ -141,6 +141,11 @@ impl IntoForwards for Vec<Vec<u8>> {
 
 /// A `send_to` handler's return type: `Result<T, E>` or `T`, with `T: IntoForwards`.
 #[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "a #[kafka_listener(send_to = ...)] function cannot return `{Self}`",
+    label = "nothing to forward",
+    note = "return Json<T>, String, Vec<u8>, Bytes, ProducerRecord, Option<_> or Vec<_> of those, or Result<_, E> of them with E converting into BoxError"
+)]
 pub trait IntoForwardResult {
     /// The records to send, or the handler's error.
     fn into_forward_result(self) -> Result<Forwards, BoxError>;
