@@ -14,6 +14,11 @@
 //! cut a retry short may redeliver records of other keys (by design); some schedules pause
 //! the container before its first record is taken.
 //!
+//! Half the schedules publish given-up records to a dead-letter topic: some records fail on
+//! every attempt (poison) and must then be finished or dead-lettered, never lost; in some of
+//! those the dead-letter topic appears only later (its partition must wait, uncommitted), and
+//! on the embedded cluster produce requests fail now and then.
+//!
 //! Every case prints its seed. A failure prints the command that replays it. Environment:
 //! `MODEL_SEED` (first seed; default: from the clock), `MODEL_CASES` / `MODEL_BROKER_CASES`
 //! (counts; defaults 200 / 20), `MODEL_LONG=1` (ten times as many, and handlers slower than
@@ -28,8 +33,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kafka_listener::{
-    kafka_listener, Acknowledgment, Application, BoxError, EmbeddedCluster, RecordMeta, SeekTarget,
-    Seeker,
+    kafka_listener, Acknowledgment, Application, BoxError, ConsumerRecord, DeadLetterPublisher,
+    EmbeddedCluster, Failure, RecordMeta, RecoverFuture, Recoverer, SeekTarget, Seeker,
 };
 use kafka_listener_tests::*;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -68,12 +73,16 @@ enum Action {
     SeekOutOfRange,
     /// Seeks with a target whose lookup fails (an injected error), on the embedded cluster.
     SeekFailing,
+    /// Fails on every attempt: the record is given up (dead-lettered).
+    Poison,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Event {
     Call,
     Finish,
+    /// Its dead letter was acknowledged by the broker (it counts as finished).
+    DeadLettered,
 }
 
 /// The state of one schedule, shared with the handler through [`RUNS`].
@@ -94,6 +103,8 @@ struct Run {
     /// A handler failed or panicked (with key lanes, a stop during its retry leaves it
     /// unfinished below records of other keys that finished: those come again).
     failed: AtomicBool,
+    /// Poison records are drawn (the schedule dead-letters).
+    poison: bool,
 }
 
 impl Run {
@@ -104,6 +115,12 @@ impl Run {
         let h =
             mix(self.seed
                 ^ mix(((partition as u64) << 40) ^ (offset as u64) ^ ((call as u64) << 56)));
+        // Poison is a property of the record, not of the call: every attempt fails.
+        if self.poison
+            && mix(self.seed ^ 0xDEAD ^ ((partition as u64) << 40) ^ offset as u64) % 1000 < 8
+        {
+            return Action::Poison;
+        }
         let roll = h % 1000;
         let arg = (h >> 20) % 1000;
         // Retried outcomes only on early calls, so every record finishes within the attempts.
@@ -140,7 +157,7 @@ impl Run {
     fn finished_since(&self, from: usize) -> HashMap<i32, HashSet<i64>> {
         let mut out: HashMap<i32, HashSet<i64>> = HashMap::new();
         for (p, o, e) in self.log.lock().expect("log").iter().skip(from) {
-            if *e == Event::Finish {
+            if *e != Event::Call {
                 out.entry(*p).or_default().insert(*o);
             }
         }
@@ -186,6 +203,10 @@ async fn body(meta: RecordMeta, ack: Acknowledgment, seeker: Seeker) -> Result<(
             run.failed.store(true, Ordering::Release);
             panic!("model: handler panic at {p}@{o}")
         }
+        Action::Poison => {
+            run.failed.store(true, Ordering::Release);
+            return Err("model: poison".into());
+        }
         Action::Slow(ms) => {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             finish(&run, &ack);
@@ -224,6 +245,27 @@ async fn body(meta: RecordMeta, ack: Acknowledgment, seeker: Seeker) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The real dead-letter publisher, noting each acknowledged dead letter in the run's log.
+struct NotingPublisher {
+    inner: DeadLetterPublisher,
+}
+
+impl Recoverer for NotingPublisher {
+    fn recover<'a>(
+        &'a self,
+        record: &'a ConsumerRecord,
+        failure: &'a Failure,
+    ) -> RecoverFuture<'a> {
+        Box::pin(async move {
+            self.inner.recover(record, failure).await?;
+            if let Some(run) = run_of(record.topic()) {
+                run.note(record.partition(), record.offset(), Event::DeadLettered);
+            }
+            Ok(())
+        })
+    }
 }
 
 #[kafka_listener(
@@ -267,6 +309,10 @@ struct Schedule {
     steps: Vec<Step>,
     /// `concurrency-per-partition`: key lanes when above 1.
     lanes: u32,
+    /// Given-up records go to `<topic>.DLT`; poison records are drawn.
+    dead_letter: bool,
+    /// The dead-letter topic is created only at a [`Step::CreateDlt`] (or before phase 2).
+    dlt_late: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -285,6 +331,10 @@ enum Step {
     FetchErrors(u8),
     /// More records arrive.
     Produce(usize),
+    /// The dead-letter topic is created now.
+    CreateDlt,
+    /// The next produce requests fail (embedded; dead letters are sent meanwhile).
+    ProduceErrors(u8),
 }
 
 const MODES: [&str; 7] = [
@@ -331,11 +381,23 @@ impl Schedule {
             records: rng.usize(50..1500),
             steps,
             lanes: [1, 1, 4][rng.usize(0..3)],
+            dead_letter: false,
+            dlt_late: false,
         };
         // Paused before the first record is taken (drawn last: earlier seeds keep their
         // other draws).
         if rng.u32(0..4) == 0 {
             schedule.steps.insert(0, Step::Pause);
+        }
+        schedule.dead_letter = rng.bool();
+        schedule.dlt_late = schedule.dead_letter && rng.u32(0..3) == 0;
+        if schedule.dlt_late {
+            let at = rng.usize(0..=schedule.steps.len());
+            schedule.steps.insert(at, Step::CreateDlt);
+        }
+        if schedule.dead_letter && embedded && rng.bool() {
+            let at = rng.usize(0..=schedule.steps.len());
+            schedule.steps.insert(at, Step::ProduceErrors(rng.u8(1..4)));
         }
         schedule
     }
@@ -365,6 +427,11 @@ async fn start_app(s: &Schedule, bs: &str, topic: &str, group: &str) -> Applicat
             "kafka.consumer.properties.partition.assignment.strategy",
             s.assignment,
         );
+    if s.dead_letter {
+        b = b.recoverer(s.listener, |producer, group| NotingPublisher {
+            inner: DeadLetterPublisher::new(producer.clone(), group),
+        });
+    }
     if s.listener == "model_group" {
         b = b
             .set("kafka.consumer.properties.max.poll.interval.ms", "7000")
@@ -460,6 +527,16 @@ async fn drive(
                 produce_all(bs, topic, *produced, n).await;
                 *produced += n;
             }
+            Step::CreateDlt => create_dlt(run, bs, topic).await,
+            Step::ProduceErrors(n) => {
+                if let Some(cluster) = &run.cluster {
+                    let errors =
+                        vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS; n as usize];
+                    cluster
+                        .inject_request_errors(RDKafkaApiKey::Produce, &errors)
+                        .expect("inject");
+                }
+            }
         }
     }
     if let Some(other) = second.take() {
@@ -474,6 +551,70 @@ async fn drive(
     );
     dup_allowed |= report.listeners.handlers_cut_off > 0 || report.listeners.commit_failures > 0;
     dup_allowed
+}
+
+/// Creates the case's dead-letter topic, `<topic>.DLT`.
+async fn create_dlt(run: &Run, bs: &str, topic: &str) {
+    let dlt = format!("{topic}.DLT");
+    match &run.cluster {
+        // The mock cluster creates topics on a producer's metadata request, as a broker with
+        // auto.create.topics.enable does: the first dead letter may have created it already.
+        Some(c) => {
+            if let Err(e) = c.create_topic(&dlt, PARTITIONS) {
+                assert!(
+                    e.to_string().contains("TopicAlreadyExists"),
+                    "dead-letter topic: {e}"
+                );
+            }
+        }
+        None => create_topic(bs, &dlt, PARTITIONS).await,
+    }
+}
+
+/// Every dead letter the log records is in `<topic>.DLT`, with its original partition and
+/// offset in Spring's headers.
+async fn dead_letters_are_published(s: &Schedule, run: &Run, bs: &str, topic: &str) {
+    use kafka_listener::dead_letter::headers;
+    let noted: HashSet<(i32, i64)> = run
+        .log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|e| e.2 == Event::DeadLettered)
+        .map(|e| (e.0, e.1))
+        .collect();
+    if noted.is_empty() {
+        return;
+    }
+    // The topic may hold a dead letter more than once (at-least-once): read on until every
+    // noted one was seen, or nothing more arrives.
+    let mut want = noted.len();
+    let published = loop {
+        let letters = read_topic(bs, &format!("{topic}.DLT"), want, Duration::from_secs(10)).await;
+        let published: HashSet<(i32, i64)> = letters
+            .iter()
+            .map(|l| {
+                let partition = l
+                    .header(headers::ORIGINAL_PARTITION)
+                    .expect("partition header");
+                let offset = l.header(headers::ORIGINAL_OFFSET).expect("offset header");
+                (
+                    i32::from_be_bytes(partition.try_into().expect("4 bytes")),
+                    i64::from_be_bytes(offset.try_into().expect("8 bytes")),
+                )
+            })
+            .collect();
+        if noted.is_subset(&published) || letters.len() < want {
+            break published;
+        }
+        want = letters.len() + noted.difference(&published).count();
+    };
+    let missing: Vec<_> = noted.difference(&published).collect();
+    assert!(
+        missing.is_empty(),
+        "seed {}: dead letters acknowledged but not in the topic: {missing:?} ({s:?})",
+        s.seed
+    );
 }
 
 /// The group's committed offsets; retried, since an injected error may still be pending
@@ -528,7 +669,7 @@ fn check(s: &Schedule, run: &Run, dup_allowed: bool, end: &HashMap<i32, i64>) {
         if *e == Event::Call && seen.insert((*p, *o)) {
             first_calls.entry(*p).or_default().push(*o);
         }
-        if *e == Event::Finish {
+        if *e != Event::Call {
             *finishes.entry((*p, *o)).or_default() += 1;
         }
     }
@@ -596,7 +737,11 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
         seeks_left: AtomicU32::new(2),
         redelivery: AtomicBool::new(false),
         failed: AtomicBool::new(false),
+        poison: s.dead_letter,
     });
+    if s.dead_letter && !s.dlt_late {
+        create_dlt(&run, bs, &topic).await;
+    }
     RUNS.lock()
         .expect("runs")
         .insert(topic.clone(), Arc::clone(&run));
@@ -617,6 +762,9 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
     // Phase 2: a clean application finishes the rest: everything from the committed offset
     // on must be finished again by it (phase 1 may have finished records it did not commit).
     run.chaos.store(false, Ordering::Release);
+    if s.dlt_late && !s.steps.iter().any(|st| matches!(st, Step::CreateDlt)) {
+        create_dlt(&run, bs, &topic).await;
+    }
     let resume_from = committed(bs, &group, &topic).await;
     let log_mark = run.log.lock().expect("log").len();
     let app = start_app(&s, bs, &topic, &group).await;
@@ -651,13 +799,19 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
         );
     }
     commits_never_pass_unfinished(&s, &run, bs, &group, &topic).await;
+    dead_letters_are_published(&s, &run, bs, &topic).await;
     check(&s, &run, dup_allowed, &end);
     eprintln!(
-        "case {seed}: {} {} x{} lanes {} phase 1 {:.1?}, phase 2 {:.1?}",
+        "case {seed}: {} {} x{} lanes {} dead letters {} phase 1 {:.1?}, phase 2 {:.1?}",
         s.listener,
         s.ack_mode,
         s.concurrency,
         s.lanes,
+        match (s.dead_letter, s.dlt_late) {
+            (false, _) => "off",
+            (true, false) => "on",
+            (true, true) => "late",
+        },
         t1 - t0,
         t1.elapsed()
     );

@@ -112,7 +112,7 @@ impl DeadLetterPublisher {
     }
 
     /// The partition count of `topic`, from the cache or the broker; an error if the topic
-    /// does not exist (it is never auto-created from here).
+    /// does not exist (a broker with `auto.create.topics.enable` creates it on this request).
     async fn partition_count(&self, topic: &str) -> Result<usize, BoxError> {
         if let Some((n, at)) = self.cache().get(topic) {
             if at.elapsed() < PARTITIONS_TTL {

@@ -95,6 +95,13 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// A send was reported delivered without the offset it was written at (under `acks=1` or
+    /// `all`); it is not counted as delivered.
+    #[error("sending to {topic}: the delivery report has no offset, so the record is not known to be written; treated as not delivered")]
+    Unconfirmed {
+        /// The topic.
+        topic: String,
+    },
     /// Serializing a value to send failed.
     #[error("serializing a record value: {0}")]
     Serialize(#[source] serde_json::Error),

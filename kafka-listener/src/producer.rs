@@ -30,6 +30,9 @@ pub struct SendResult {
 #[derive(Clone)]
 pub struct ProducerTemplate {
     inner: Arc<FutureProducer>,
+    /// The broker confirms each record (`acks` is not 0): a delivery must say where the
+    /// record was written.
+    confirmed: bool,
 }
 
 impl std::fmt::Debug for ProducerTemplate {
@@ -91,9 +94,10 @@ impl ProducerRecord {
 }
 
 impl ProducerTemplate {
-    pub(crate) fn from_producer(producer: FutureProducer) -> Self {
+    pub(crate) fn from_producer(producer: FutureProducer, confirmed: bool) -> Self {
         ProducerTemplate {
             inner: Arc::new(producer),
+            confirmed,
         }
     }
 
@@ -156,6 +160,12 @@ impl ProducerTemplate {
     {
         // Queue-full waits inside librdkafka are bounded by message.timeout.ms; never block here.
         match self.inner.send(record, Timeout::Never).await {
+            // A delivery report without an offset under acks=1/all is not proof that the
+            // record is in the log (the model-based fault test saw one on the mock cluster
+            // after injected produce errors, with the record missing): not delivered.
+            Ok(delivery) if self.confirmed && delivery.offset < 0 => Err(Error::Unconfirmed {
+                topic: topic.to_owned(),
+            }),
             Ok(delivery) => Ok(SendResult {
                 partition: delivery.partition,
                 offset: delivery.offset,
@@ -172,8 +182,9 @@ impl ProducerTemplate {
             .map_err(|e| Error::kafka("flushing the producer", e))
     }
 
-    /// The number of partitions of `topic`, `None` if it does not exist (asked of the broker;
-    /// never creates the topic, whatever the broker's `auto.create.topics.enable`).
+    /// The number of partitions of `topic`, `None` if it does not exist (asked of the broker).
+    /// Like any producer's metadata request (the Java client's too), it lets a broker with
+    /// `auto.create.topics.enable=true` create the topic, with the broker's default partitions.
     pub async fn partition_count(&self, topic: &str) -> Result<Option<usize>> {
         let producer = Arc::clone(&self.inner);
         let name = topic.to_owned();

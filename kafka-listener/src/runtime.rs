@@ -705,6 +705,12 @@ fn plan_listener(
         ls.retry_backoff_max_delay.max(ls.retry_backoff_delay),
     )
     .with_random(ls.retry_backoff_random);
+    if ls.dead_letter_enabled && settings.producer.acks.as_librdkafka() == "0" {
+        return Err(Error::Listener {
+            id: id.into(),
+            message: "dead-letter.enabled needs kafka.producer.acks=1 or all: with acks=0 the broker never confirms a dead letter, and the offset moves past a record only once it has".into(),
+        });
+    }
     if ls.circuit_breaker_consecutive.is_some() || ls.circuit_breaker_ratio.is_some() {
         props.circuit_breaker = Some(CircuitBreakerPolicy {
             consecutive: ls.circuit_breaker_consecutive,
@@ -854,7 +860,10 @@ fn create_producer(
             settings,
         )
     })?;
-    Ok(ProducerTemplate::from_producer(producer))
+    Ok(ProducerTemplate::from_producer(
+        producer,
+        p.acks.as_librdkafka() != "0",
+    ))
 }
 
 /// Names where a passthrough key came from when librdkafka rejects it.
