@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use kafka_listener::dead_letter::headers;
 use kafka_listener::{
-    kafka_listener, Application, BoxError, DeadLetterPublisher, DeliveryAttempt, Key, NonRetryable,
-    RecordMeta,
+    kafka_listener, Application, BatchListenerFailed, BoxError, DeadLetterPublisher,
+    DeliveryAttempt, Key, NonRetryable, RecordMeta,
 };
 use kafka_listener_tests::*;
 use rdkafka::config::ClientConfig;
@@ -409,4 +409,120 @@ async fn the_circuit_breaker_stops_the_listener_instead_of_draining_the_topic() 
         read_topic(&bs, &dlt, 5, Duration::from_secs(3)).await.len(),
         4
     );
+}
+
+/// Appearances of each key in the batch listener's calls, per topic.
+static BATCH_SEEN: Mutex<Option<HashMap<String, HashMap<String, u32>>>> = Mutex::new(None);
+
+fn batch_seen(topic: &str, key: &str) -> u32 {
+    BATCH_SEEN
+        .lock()
+        .expect("seen")
+        .as_ref()
+        .and_then(|m| m.get(topic).and_then(|k| k.get(key).copied()))
+        .unwrap_or(0)
+}
+
+/// Fails at the first `poison*` record of its batch, and at `flaky` the first time it sees it:
+/// a `BatchListenerFailed` naming that record.
+#[kafka_listener(
+    id = "dl_batch",
+    topics = "${dl.topic}",
+    group_id = "${dl.group}",
+    batch
+)]
+async fn dl_batch(keys: Vec<Key<String>>, metas: Vec<RecordMeta>) -> Result<(), BoxError> {
+    let mut all = BATCH_SEEN.lock().expect("seen");
+    let seen = all
+        .get_or_insert_with(HashMap::new)
+        .entry(metas[0].topic.to_string())
+        .or_default();
+    for (index, key) in keys.iter().enumerate() {
+        let n = seen.entry(key.0.clone()).or_default();
+        *n += 1;
+        if key.0.starts_with("poison") || (key.0 == "flaky" && *n == 1) {
+            return Err(BatchListenerFailed::new(index, format!("{} failed", key.0)).into());
+        }
+    }
+    Ok(())
+}
+
+/// Spring's #4504 shape (two failing records in one batch: the second failure must not lose
+/// the records between them) and #4371's (a healthy batch on another partition must not reset
+/// the failing partition's count).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_failing_at_a_record_commits_what_came_before_and_counts_per_record() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (topic, group) = (unique("dl-batch"), unique("dl-batch-g"));
+    let dlt = format!("{topic}.DLT");
+    create_topic(&bs, &topic, 2).await;
+    create_topic(&bs, &dlt, 2).await;
+    let keys = ["ok-0", "ok-1", "flaky", "ok-3", "poison", "ok-5"];
+    let failing: Vec<(String, Vec<u8>)> = keys
+        .iter()
+        .map(|k| (k.to_string(), b"x".to_vec()))
+        .collect();
+    produce_to(&bs, &topic, 0, &failing).await;
+    let healthy: Vec<(String, Vec<u8>)> = (0..40)
+        .map(|i| (format!("p1-{i}"), b"y".to_vec()))
+        .collect();
+    produce_to(&bs, &topic, 1, &healthy[..20]).await;
+    let app = start_listener(
+        &bs,
+        "dl_batch",
+        &vars(
+            &topic,
+            &group,
+            &[
+                ("kafka.listener.ack-mode", "batch"),
+                ("kafka.listener.retry.backoff.delay", "300ms"),
+                ("kafka.listener.dead-letter.enabled", "true"),
+            ],
+        ),
+    )
+    .await;
+    // Healthy batches on partition 1 while partition 0 retries.
+    produce_to(&bs, &topic, 1, &healthy[20..]).await;
+    let letters = read_topic(&bs, &dlt, 1, Duration::from_secs(60)).await;
+    wait_until(Duration::from_secs(30), "everything handled", || {
+        batch_seen(&topic, "ok-5") > 0
+            && (0..40).all(|i| batch_seen(&topic, &format!("p1-{i}")) > 0)
+    })
+    .await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    assert_committed_at_end(&bs, &group, &topic, 2).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].key.as_deref(), Some(&b"poison"[..]));
+    assert_eq!(
+        read_topic(&bs, &dlt, 2, Duration::from_secs(3)).await.len(),
+        1,
+        "only the poison record is dead-lettered"
+    );
+    assert_eq!(
+        batch_seen(&topic, "poison"),
+        3,
+        "three attempts, counted for the poison record alone"
+    );
+    assert_eq!(batch_seen(&topic, "flaky"), 2, "failed once, then handled");
+    for k in ["ok-0", "ok-1"] {
+        assert_eq!(
+            batch_seen(&topic, k),
+            1,
+            "{k}: before the first failure, handled once"
+        );
+    }
+    assert_eq!(
+        batch_seen(&topic, "ok-3"),
+        1,
+        "ok-3, between the two failing records, handled once: neither lost nor repeated"
+    );
+    for i in 0..40 {
+        assert_eq!(
+            batch_seen(&topic, &format!("p1-{i}")),
+            1,
+            "partition 1 handled once each"
+        );
+    }
 }

@@ -125,6 +125,55 @@ impl std::error::Error for NonRetryable {
     }
 }
 
+/// A batch listener's error that names the record it failed at (Spring's
+/// `BatchListenerFailedException`): `index` is a position in the handler's vectors. The
+/// records before it are finished (committed as usual), and the handler is called again with
+/// the batch from that record on, after the back-off; once that record has used up the
+/// retries it alone goes to the recoverer, and the calls go on with the records after it. The
+/// retry count belongs to the record: it starts again when another record fails. Applies in
+/// the automatic ack modes; in the manual modes the whole batch is retried.
+#[derive(Debug)]
+pub struct BatchListenerFailed {
+    /// The failing record's position in the handler's vectors.
+    pub index: usize,
+    /// What went wrong.
+    pub source: BoxError,
+}
+
+impl BatchListenerFailed {
+    /// The batch failed at position `index`.
+    pub fn new(index: usize, source: impl Into<BoxError>) -> Self {
+        BatchListenerFailed {
+            index,
+            source: source.into(),
+        }
+    }
+
+    /// The index named by `error` or an error in its chain of sources.
+    pub fn index_in(error: &(dyn std::error::Error + 'static)) -> Option<usize> {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if let Some(b) = e.downcast_ref::<BatchListenerFailed>() {
+                return Some(b.index);
+            }
+            next = e.source();
+        }
+        None
+    }
+}
+
+impl std::fmt::Display for BatchListenerFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "batch failed at index {}: {}", self.index, self.source)
+    }
+}
+
+impl std::error::Error for BatchListenerFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
 /// Why a record is handed to the recoverer.
 #[derive(Debug)]
 #[non_exhaustive]

@@ -12,7 +12,8 @@ use super::chunk::ChunkBuilder;
 use super::state::{pause, ConsumerRequest, Counters, PartitionLink, PartitionState};
 use crate::config::AckMode;
 use crate::error_handler::{
-    panic_error, recoverer_pause, Failure, NonRetryable, Recoverer, RetryPolicy,
+    panic_error, recoverer_pause, BatchListenerFailed, Failure, NonRetryable, Recoverer,
+    RetryPolicy,
 };
 use crate::listener::{ConsumerRecord, Handler, HandlerFuture, ListenerContext};
 use crate::BoxError;
@@ -338,24 +339,172 @@ impl Worker {
 
     async fn run_batch(&self, f: crate::listener::BatchHandlerFn, chunk: &Chunk) -> ChunkEnd {
         let records = &chunk.records;
-        let Some(last) = records.last() else {
+        if records.is_empty() {
             return ChunkEnd::Complete;
-        };
-        let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
-        if let Some(first) = offsets.first() {
-            self.state.resume_from(chunk.epoch, *first);
         }
+        let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+        self.state.resume_from(chunk.epoch, offsets[0]);
         if self.manual() {
             for &o in &offsets {
                 self.state.manual_dispatch(o);
             }
         }
+        // A batch error naming its failing record (`BatchListenerFailed`, automatic modes):
+        // the records before it finish, and the calls go on from it.
+        let split = !self.manual();
+        let mut given_up = vec![false; records.len()];
+        let mut done = None;
+        let mut from = 0;
+        // The record a batch error named last, and the calls that failed on it.
+        let mut failing: Option<(usize, u32)> = None;
+        let end = loop {
+            let part = &records[from..];
+            let first_attempt = failing.map_or(1, |(_, n)| n + 1);
+            let (result, undecodable) = self.call_batch(f, part, first_attempt, split).await;
+            if let Ok(Outcome::Stopped) = result {
+                break ChunkEnd::Stopped;
+            }
+            let accepted: Vec<usize> = (0..part.len())
+                .filter(|i| !undecodable.iter().any(|(r, _)| r == i))
+                .collect();
+            // Undecodable records go to the recoverer once, whatever the call did.
+            let mut stopped = false;
+            for (index, error) in undecodable {
+                let at = from + index;
+                if std::mem::replace(&mut given_up[at], true) {
+                    continue;
+                }
+                let failure = Failure::Decode(error);
+                if let Outcome::Stopped = self.give_up(&records[at], &failure).await {
+                    stopped = true;
+                    break;
+                }
+                if self.manual() {
+                    self.state.manual_ack(chunk.generation, records[at].offset);
+                }
+            }
+            if stopped {
+                break ChunkEnd::Stopped;
+            }
+            let named = match &result {
+                Err(Failure::Exhausted { last, .. }) if split => {
+                    BatchListenerFailed::index_in(&**last).and_then(|i| accepted.get(i).copied())
+                }
+                _ => None,
+            };
+            match (result, named) {
+                (Ok(_), _) => {
+                    if let Some(b) = &self.counters.breaker {
+                        b.on_done(accepted.len() as u64);
+                    }
+                    if !self.complete(chunk, &offsets[from..], &Outcome::Done, &mut done) {
+                        break ChunkEnd::Abandoned;
+                    }
+                    break ChunkEnd::Complete;
+                }
+                (Err(Failure::Exhausted { last, .. }), Some(index)) => {
+                    let at = from + index;
+                    // The records before the named one are handled.
+                    if at > from
+                        && !self.complete(chunk, &offsets[from..at], &Outcome::Done, &mut done)
+                    {
+                        break ChunkEnd::Abandoned;
+                    }
+                    let calls = match failing {
+                        Some((p, n)) if p == at => n + 1,
+                        _ => 1,
+                    };
+                    let not_retryable = NonRetryable::is_in(&*last);
+                    if calls >= self.retry.attempts.max(1) || not_retryable {
+                        let failure = if not_retryable {
+                            Failure::NotRetryable {
+                                attempt: calls,
+                                error: last,
+                            }
+                        } else {
+                            Failure::Exhausted {
+                                attempts: calls,
+                                last,
+                            }
+                        };
+                        given_up[at] = true;
+                        let outcome = self.give_up(&records[at], &failure).await;
+                        if let Outcome::Stopped = outcome {
+                            break ChunkEnd::Stopped;
+                        }
+                        if !self.complete(chunk, &offsets[at..=at], &outcome, &mut done) {
+                            break ChunkEnd::Abandoned;
+                        }
+                        failing = None;
+                        from = at + 1;
+                        if from == records.len() {
+                            break ChunkEnd::Complete;
+                        }
+                    } else {
+                        let pause = self.retry.pause(calls, random_unit(offsets[at], calls));
+                        tracing::warn!(
+                            listener = %self.cx.listener_id,
+                            topic = %self.state.topic,
+                            partition = self.state.partition,
+                            offset = offsets[at],
+                            attempt = calls,
+                            error = %last,
+                            "batch failed at this record; the records before it are done, the batch goes on from it after {pause:?}",
+                        );
+                        tokio::select! {
+                            biased;
+                            () = self.state.stop.cancelled() => break ChunkEnd::Stopped,
+                            () = tokio::time::sleep(pause) => {}
+                        }
+                        failing = Some((at, calls));
+                        from = at;
+                    }
+                }
+                (Err(failure), _) => {
+                    // The batch as a whole was given up: each of its records is.
+                    let mut outcome = Outcome::Recovered;
+                    for (r, g) in records[from..].iter().zip(&mut given_up[from..]) {
+                        if std::mem::replace(g, true) {
+                            continue;
+                        }
+                        if let Outcome::Stopped = self.give_up(r, &failure).await {
+                            outcome = Outcome::Stopped;
+                            break;
+                        }
+                    }
+                    if let Outcome::Stopped = outcome {
+                        break ChunkEnd::Stopped;
+                    }
+                    if !self.complete(chunk, &offsets[from..], &outcome, &mut done) {
+                        break ChunkEnd::Abandoned;
+                    }
+                    break ChunkEnd::Complete;
+                }
+            }
+        };
+        if let Some(last) = done {
+            self.state.finish(chunk.epoch, last, false);
+        }
+        end
+    }
+
+    /// Calls the batch handler on `part`, retrying per the policy (the first call counts as
+    /// attempt `first_attempt`). With `split`, an error naming its failing record
+    /// ([`BatchListenerFailed`]) ends the calls at once. Also returns the records of `part`
+    /// that could not be decoded (indexes into `part`).
+    async fn call_batch(
+        &self,
+        f: crate::listener::BatchHandlerFn,
+        part: &[ConsumerRecord],
+        first_attempt: u32,
+        split: bool,
+    ) -> (Result<Outcome, Failure>, Vec<(usize, crate::ExtractError)>) {
+        let last = part.last().map_or(0, |r| r.offset);
         let mut first_call = true;
         let mut undecodable = Vec::new();
         let result = self
-            .with_retries(last.offset, |cx| {
-                let invocation = match std::panic::catch_unwind(AssertUnwindSafe(|| f(records, cx)))
-                {
+            .with_retries_from(last, first_attempt, split, |cx| {
+                let invocation = match std::panic::catch_unwind(AssertUnwindSafe(|| f(part, cx))) {
                     Ok(invocation) => invocation,
                     Err(p) => return Err(Err(panic_error(p))),
                 };
@@ -369,7 +518,6 @@ impl Worker {
                     let mut rejected = invocation.rejected;
                     return Err(Ok(rejected.swap_remove(pos).1));
                 }
-                // Undecodable records go to the recoverer once, not on every retry.
                 if std::mem::take(&mut first_call) {
                     undecodable = invocation.rejected;
                 }
@@ -379,49 +527,7 @@ impl Worker {
                 }
             })
             .await;
-        if let (Ok(Outcome::Done), Some(b)) = (&result, &self.counters.breaker) {
-            b.on_done((records.len() - undecodable.len()) as u64);
-        }
-        let outcome = match result {
-            Ok(Outcome::Stopped) => Outcome::Stopped,
-            result => {
-                // The undecodable records first, then (if the batch failed) each of the others.
-                let mut outcome = Outcome::Done;
-                let mut given_up = vec![false; records.len()];
-                for (index, error) in undecodable {
-                    if let Some(r) = records.get(index) {
-                        given_up[index] = true;
-                        if let Outcome::Stopped = self.give_up(r, &Failure::Decode(error)).await {
-                            outcome = Outcome::Stopped;
-                            break;
-                        }
-                        if self.manual() {
-                            self.state.manual_ack(chunk.generation, r.offset);
-                        }
-                    }
-                }
-                if let (Err(failure), false) = (&result, matches!(outcome, Outcome::Stopped)) {
-                    outcome = Outcome::Recovered;
-                    for (r, _) in records.iter().zip(&given_up).filter(|(_, g)| !**g) {
-                        if let Outcome::Stopped = self.give_up(r, failure).await {
-                            outcome = Outcome::Stopped;
-                            break;
-                        }
-                    }
-                }
-                outcome
-            }
-        };
-        let mut done = None;
-        let end = match outcome {
-            Outcome::Stopped => ChunkEnd::Stopped,
-            outcome if self.complete(chunk, &offsets, &outcome, &mut done) => ChunkEnd::Complete,
-            _ => ChunkEnd::Abandoned,
-        };
-        if let Some(last) = done {
-            self.state.finish(chunk.epoch, last, false);
-        }
-        end
+        (result, undecodable)
     }
 
     /// Whether the listener's circuit breaker is open (no new records are taken).
@@ -521,16 +627,27 @@ impl Worker {
     /// Runs `start` (extract + call) and awaits it, retrying failures per the policy.
     /// `start` returns `Err(Ok(e))` for a decode error (no retry) and `Err(Err(e))` for a
     /// failure to retry. `Err` when the record is to be given up.
-    pub(super) async fn with_retries<F>(
+    pub(super) async fn with_retries<F>(&self, offset: i64, start: F) -> Result<Outcome, Failure>
+    where
+        F: FnMut(&ListenerContext) -> Result<HandlerFuture, Result<crate::ExtractError, BoxError>>,
+    {
+        self.with_retries_from(offset, 1, false, start).await
+    }
+
+    /// [`with_retries`](Self::with_retries), counting from `first_attempt`; with `split`, an
+    /// error naming a batch's failing record returns at once (as `Exhausted`).
+    async fn with_retries_from<F>(
         &self,
         offset: i64,
+        first_attempt: u32,
+        split: bool,
         mut start: F,
     ) -> Result<Outcome, Failure>
     where
         F: FnMut(&ListenerContext) -> Result<HandlerFuture, Result<crate::ExtractError, BoxError>>,
     {
         let attempts = self.retry.attempts.max(1);
-        let mut attempt = 1;
+        let mut attempt = first_attempt.max(1);
         let mut waited = 0u32;
         let mut retry_cx = None;
         loop {
@@ -576,6 +693,12 @@ impl Worker {
                 Ok(()) => return Ok(Outcome::Done),
                 Err(error) => error,
             };
+            if split && BatchListenerFailed::index_in(&*error).is_some() {
+                return Err(Failure::Exhausted {
+                    attempts: attempt,
+                    last: error,
+                });
+            }
             if NonRetryable::is_in(&*error) {
                 return Err(Failure::NotRetryable { attempt, error });
             }
