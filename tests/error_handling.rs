@@ -118,3 +118,55 @@ async fn a_multiplier_below_one_is_refused_with_the_key_and_what_is_expected() {
         "{error}"
     );
 }
+
+static CLASSIFIED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Fails every call with the record's value as the error message.
+#[kafka_listener(
+    id = "classified",
+    topics = "classified",
+    group_id = "classified",
+    ack_mode = "record"
+)]
+async fn classified(key: Key<String>, value: String) -> Result<(), BoxError> {
+    CLASSIFIED.lock().expect("calls").push(key.0);
+    Err(value.into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listeners_own_rule_makes_errors_not_retryable() {
+    init_logging();
+    let app = embedded_app("classified")
+        .set("kafka.listener.retry.attempts", "3")
+        .set("kafka.listener.retry.backoff.delay", "10ms")
+        .not_retryable("classified", |e| e.to_string().starts_with("invalid"))
+        .start()
+        .await
+        .expect("starts on the embedded cluster");
+    for (key, error) in [
+        ("a", "invalid amount"),
+        ("b", "timeout"),
+        ("c", "invalid id"),
+    ] {
+        app.producer()
+            .send("classified", key, error)
+            .await
+            .expect("send to the embedded cluster");
+    }
+    let count = |k: &str| {
+        CLASSIFIED
+            .lock()
+            .expect("calls")
+            .iter()
+            .filter(|c| *c == k)
+            .count()
+    };
+    wait_until(Duration::from_secs(30), "every record given up", || {
+        count("c") == 1 && count("b") == 3
+    })
+    .await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.listeners.recovered, 3);
+    assert_eq!((count("a"), count("b"), count("c")), (1, 3, 1));
+}

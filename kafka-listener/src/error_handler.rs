@@ -241,6 +241,10 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// A listener's own rule for errors not worth retrying (Spring's `addNotRetryableExceptions`),
+/// beside the [`NonRetryable`] mark: called with each handler error.
+pub type RetryableClassifier = dyn Fn(&(dyn std::error::Error + 'static)) -> bool + Send + Sync;
+
 /// The future a [`Recoverer`] returns.
 pub type RecoverFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), BoxError>> + Send + 'a>>;

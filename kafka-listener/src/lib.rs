@@ -190,7 +190,8 @@ pub use dead_letter::DeadLetterPublisher;
 pub use embedded::EmbeddedCluster;
 pub use error::{BoxError, Error, Result};
 pub use error_handler::{
-    BatchListenerFailed, Failure, LogRecoverer, NonRetryable, RecoverFuture, Recoverer, RetryPolicy,
+    BatchListenerFailed, Failure, LogRecoverer, NonRetryable, RecoverFuture, Recoverer,
+    RetryPolicy, RetryableClassifier,
 };
 pub use forward::{Forwards, IntoForwards};
 pub use kafka_listener_macros::kafka_listener;

@@ -236,6 +236,17 @@ pub struct ApplicationBuilder {
     extra: Vec<&'static ListenerDefinition>,
     use_registered: bool,
     recoverers: Vec<(String, RecovererFactory)>,
+    not_retryable: Vec<(String, Classifier)>,
+}
+
+/// A listener's rule for errors not worth retrying.
+#[derive(Clone)]
+struct Classifier(Arc<crate::error_handler::RetryableClassifier>);
+
+impl std::fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Classifier")
+    }
 }
 
 /// Makes a listener's recoverer once the producer exists.
@@ -251,6 +262,20 @@ impl std::fmt::Debug for RecovererFactory {
 }
 
 impl ApplicationBuilder {
+    /// Errors of listener `id` for which `rule` returns true skip the retries and go to the
+    /// recoverer at once, like errors marked [`NonRetryable`](crate::NonRetryable) (Spring's
+    /// not-retryable exceptions; look for a type with `error.downcast_ref::<T>()`, or walk
+    /// `error.source()`).
+    pub fn not_retryable(
+        mut self,
+        id: &str,
+        rule: impl Fn(&(dyn std::error::Error + 'static)) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.not_retryable
+            .push((id.to_owned(), Classifier(Arc::new(rule))));
+        self
+    }
+
     /// The recoverer of listener `id`, made by `make` from the application's producer and
     /// the listener's consumer group once they exist; it replaces what
     /// `kafka.listener.<id>.dead-letter.*` configures. For example, dead letters routed by
@@ -475,6 +500,12 @@ impl ApplicationBuilder {
                 ) as Arc<dyn Recoverer>),
                 (None, None) => None,
             };
+            plan.props.not_retryable = self
+                .not_retryable
+                .iter()
+                .rev()
+                .find(|(id, _)| *id == plan.props.listener_id)
+                .map(|(_, c)| Arc::clone(&c.0));
             let cx = ListenerContext {
                 listener_id: plan.props.listener_id.as_str().into(),
                 producer: Some(producer.clone()),

@@ -94,6 +94,9 @@ pub struct ContainerProperties {
     /// What is done with a record the retries gave up on (default:
     /// [`LogRecoverer`](crate::LogRecoverer)).
     pub recoverer: Option<Arc<dyn Recoverer>>,
+    /// Errors for which this returns true skip the retries, like errors marked
+    /// [`NonRetryable`](crate::NonRetryable).
+    pub not_retryable: Option<Arc<crate::error_handler::RetryableClassifier>>,
     /// Stops the listener when too many records are given up (default: none).
     pub circuit_breaker: Option<CircuitBreakerPolicy>,
     /// librdkafka properties for the consumers (bootstrap servers and passthrough). The
@@ -145,6 +148,7 @@ impl ContainerProperties {
             revoke_timeout: Duration::from_secs(15),
             retry: RetryPolicy::default(),
             recoverer: None,
+            not_retryable: None,
             circuit_breaker: None,
             client_config: vec![("bootstrap.servers".to_owned(), bootstrap_servers.to_owned())],
             client_id_prefix: listener_id.to_owned(),

@@ -110,6 +110,7 @@ impl ConsumerCore {
                 recoverer: self.props.recoverer.clone().unwrap_or_else(|| {
                     Arc::new(LogRecoverer::new(&self.props.listener_id)) as Arc<dyn Recoverer>
                 }),
+                not_retryable: self.props.not_retryable.clone(),
                 ack_mode: self.props.ack_mode,
                 counters: Arc::clone(&self.counters),
                 requests: self.requests_tx.clone(),

@@ -47,6 +47,8 @@ pub(crate) struct Worker {
     pub(crate) retry: RetryPolicy,
     /// What happens to a record the retries gave up on.
     pub(crate) recoverer: Arc<dyn Recoverer>,
+    /// The listener's rule for errors not worth retrying.
+    pub(crate) not_retryable: Option<Arc<crate::error_handler::RetryableClassifier>>,
     pub(crate) ack_mode: AckMode,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: std::sync::mpsc::Sender<ConsumerRequest>,
@@ -414,7 +416,7 @@ impl Worker {
                         Some((p, n)) if p == at => n + 1,
                         _ => 1,
                     };
-                    let not_retryable = NonRetryable::is_in(&*last);
+                    let not_retryable = self.is_not_retryable(&*last);
                     if calls >= self.retry.attempts.max(1) || not_retryable {
                         let failure = if not_retryable {
                             Failure::NotRetryable {
@@ -528,6 +530,11 @@ impl Worker {
             })
             .await;
         (result, undecodable)
+    }
+
+    /// Marked [`NonRetryable`], or so by the listener's own rule.
+    fn is_not_retryable(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        NonRetryable::is_in(error) || self.not_retryable.as_ref().is_some_and(|p| p(error))
     }
 
     /// Whether the listener's circuit breaker is open (no new records are taken).
@@ -699,7 +706,7 @@ impl Worker {
                     last: error,
                 });
             }
-            if NonRetryable::is_in(&*error) {
+            if self.is_not_retryable(&*error) {
                 return Err(Failure::NotRetryable { attempt, error });
             }
             if attempt >= attempts {
