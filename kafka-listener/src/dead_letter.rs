@@ -198,8 +198,20 @@ impl DeadLetterPublisher {
 
     async fn publish(&self, record: &ConsumerRecord, failure: &Failure) -> Result<(), BoxError> {
         let topic = self.destination(record, failure);
-        let partitions = self.partition_count(&topic).await?;
-        let mut letter = self.dead_letter(record, failure, topic);
+        let letter = self.dead_letter(record, failure, topic);
+        self.send_letter(record, failure, letter).await
+    }
+
+    /// Sends `letter` (built from `record`) and waits for the broker's acknowledgement: to the
+    /// record's partition when its topic has it.
+    pub(crate) async fn send_letter(
+        &self,
+        record: &ConsumerRecord,
+        failure: &Failure,
+        mut letter: ProducerRecord,
+    ) -> Result<(), BoxError> {
+        let partitions = self.partition_count(&letter.topic).await?;
+        let destination = letter.topic.clone();
         letter.partition = usize::try_from(record.partition())
             .ok()
             .filter(|p| *p < partitions)
@@ -210,10 +222,11 @@ impl DeadLetterPublisher {
                     topic = record.topic(),
                     partition = record.partition(),
                     offset = record.offset(),
-                    dead_letter_partition = at.partition,
-                    dead_letter_offset = at.offset,
+                    to = %destination,
+                    to_partition = at.partition,
+                    to_offset = at.offset,
                     error = %failure,
-                    "record published to its dead-letter topic"
+                    "record published to its dead-letter or retry topic"
                 );
                 Ok(())
             }

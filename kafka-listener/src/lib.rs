@@ -180,6 +180,7 @@ mod librdkafka_log;
 mod listener;
 mod producer;
 mod registry;
+pub mod retry_topic;
 pub(crate) mod runtime;
 
 pub use container::{

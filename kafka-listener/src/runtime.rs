@@ -416,7 +416,9 @@ impl ApplicationBuilder {
         let (config, settings) = self.load_config()?;
         let mut plans = Vec::with_capacity(defs.len());
         for def in &defs {
-            plans.push(plan_listener(def, &config, &settings)?);
+            let (plan, retries) = plan_listener(def, &config, &settings)?;
+            plans.push(plan);
+            plans.extend(retries);
         }
 
         let embedded = if settings.bootstrap_servers.trim() == "embedded" {
@@ -494,6 +496,15 @@ impl ApplicationBuilder {
                 .find(|(id, _)| *id == plan.props.listener_id);
             plan.props.recoverer = match (custom, &plan.dead_letter) {
                 (Some((_, make)), _) => Some((make.0)(&producer, &plan.props.group_id)),
+                _ if plan.retry_topic.is_some() => {
+                    let (attempts, backoff) = plan.retry_topic.unwrap_or_default();
+                    Some(Arc::new(crate::retry_topic::RetryTopicRecoverer::new(
+                        producer.clone(),
+                        &plan.props.group_id,
+                        attempts,
+                        backoff,
+                    )) as Arc<dyn Recoverer>)
+                }
                 (None, Some(topic)) => Some(Arc::new(
                     DeadLetterPublisher::new(producer.clone(), &plan.props.group_id)
                         .topic(topic.clone()),
@@ -573,6 +584,8 @@ struct ListenerPlan {
     dead_letter: Option<String>,
     /// Where the handler's return value goes, placeholders resolved.
     send_to: Option<String>,
+    /// Retry topics: calls in all, and the delays.
+    retry_topic: Option<(u32, RetryPolicy)>,
 }
 
 /// A value set for this listener in the configuration (`kafka.listener.<id>.<key>`) wins over
@@ -611,11 +624,12 @@ fn positive_u32(s: &str) -> std::result::Result<u32, String> {
         .ok_or_else(|| "expected a positive integer".to_owned())
 }
 
+/// The listener's plan, and with retry topics the plan of its retry-topic container.
 fn plan_listener(
     def: &ListenerDefinition,
     config: &Config,
     settings: &Settings,
-) -> Result<ListenerPlan> {
+) -> Result<(ListenerPlan, Option<ListenerPlan>)> {
     let id = def.id;
     let ls = settings.listeners.get(id).unwrap_or(&settings.listener);
     let mut topics = Vec::with_capacity(def.topics.len());
@@ -774,7 +788,60 @@ fn plan_listener(
             }
         }
     }
-    Ok(ListenerPlan {
+    let retry_topic = ls.retry_topic_enabled.then(|| {
+        (
+            ls.retry_topic_attempts,
+            RetryPolicy::exponential(
+                ls.retry_topic_attempts,
+                ls.retry_topic_backoff_delay,
+                ls.retry_topic_backoff_multiplier,
+                ls.retry_topic_backoff_max_delay
+                    .max(ls.retry_topic_backoff_delay),
+            ),
+        )
+    });
+    let mut retry_plan = None;
+    if let Some((attempts, _)) = retry_topic {
+        let refuse = |why: &str| Error::Listener {
+            id: id.into(),
+            message: format!("retry-topic.enabled: {why}"),
+        };
+        if def.handler.is_batch() {
+            return Err(refuse("retry topics apply to record listeners"));
+        }
+        if props.topic_pattern.is_some() || !props.partitions.is_empty() {
+            return Err(refuse(
+                "retry topics need named topics (not topic_pattern or partitions)",
+            ));
+        }
+        if settings.producer.acks.as_librdkafka() == "0" {
+            return Err(refuse("needs kafka.producer.acks=1 or all: a retry copy must be confirmed before its original is committed"));
+        }
+        // Non-blocking: no retries in place, the record moves to the next retry topic.
+        props.retry = RetryPolicy::fixed(1, Duration::ZERO);
+        let mut retries = props.clone();
+        retries.listener_id = format!("{id}-retry");
+        retries.client_id_prefix = format!("{}-retry", props.client_id_prefix);
+        retries.topics = props
+            .topics
+            .iter()
+            .flat_map(|t| crate::retry_topic::retry_topics(t, attempts))
+            .collect();
+        retries.retry_topic_delays = true;
+        retries.rebalance_listener = None;
+        if !retries.topics.is_empty() {
+            retry_plan = Some(ListenerPlan {
+                props: retries,
+                handler: def.handler,
+                auto_startup,
+                missing_topics_fatal: true,
+                send_to: None,
+                retry_topic,
+                dead_letter: None,
+            });
+        }
+    }
+    let plan = ListenerPlan {
         props,
         handler: def.handler,
         auto_startup,
@@ -788,7 +855,12 @@ fn plan_listener(
                 .clone()
                 .unwrap_or_else(|| DeadLetterPublisher::DEFAULT_TOPIC.to_owned())
         }),
-    })
+        retry_topic,
+    };
+    if let Some(retry) = &mut retry_plan {
+        retry.send_to = plan.send_to.clone();
+    }
+    Ok((plan, retry_plan))
 }
 
 fn passthrough(out: &mut Vec<(String, String)>, items: &[Passthrough]) {

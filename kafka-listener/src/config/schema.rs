@@ -176,6 +176,31 @@ pub(crate) const KEYS: &[KeyDef] = &[
         Some("false"),
     ),
     def(
+        "kafka.listener.retry-topic.enabled",
+        Kind::Bool,
+        Some("false"),
+    ),
+    def(
+        "kafka.listener.retry-topic.attempts",
+        Kind::PositiveU32,
+        Some("3"),
+    ),
+    def(
+        "kafka.listener.retry-topic.backoff.delay",
+        Kind::Duration,
+        Some("1s"),
+    ),
+    def(
+        "kafka.listener.retry-topic.backoff.multiplier",
+        Kind::Multiplier,
+        Some("1"),
+    ),
+    def(
+        "kafka.listener.retry-topic.backoff.max-delay",
+        Kind::Duration,
+        Some("30s"),
+    ),
+    def(
         "kafka.listener.dead-letter.enabled",
         Kind::Bool,
         Some("false"),

@@ -176,6 +176,17 @@ pub struct ListenerSettings {
     /// `dead-letter.topic`: the dead-letter topic, `{topic}` standing for the record's topic;
     /// `None`: `{topic}.DLT`.
     pub dead_letter_topic: Option<String>,
+    /// `retry-topic.enabled`: failed records are retried through retry topics, without
+    /// blocking the main topic (see [`retry_topic`](crate::retry_topic)).
+    pub retry_topic_enabled: bool,
+    /// `retry-topic.attempts`: calls in all, the first on the main topic included.
+    pub retry_topic_attempts: u32,
+    /// `retry-topic.backoff.delay`: the delay of the first retry topic.
+    pub retry_topic_backoff_delay: Duration,
+    /// `retry-topic.backoff.multiplier`: each further delay is the previous one times this.
+    pub retry_topic_backoff_multiplier: f64,
+    /// `retry-topic.backoff.max-delay`: the longest delay.
+    pub retry_topic_backoff_max_delay: Duration,
     /// `circuit-breaker.consecutive`: trip after this many records in a row were given up.
     pub circuit_breaker_consecutive: Option<u32>,
     /// `circuit-breaker.ratio`: trip when more than this share of the last `window` records
@@ -214,6 +225,11 @@ impl ListenerSettings {
             max_buffered_bytes: 0,
             dead_letter_enabled: false,
             dead_letter_topic: None,
+            retry_topic_enabled: false,
+            retry_topic_attempts: 1,
+            retry_topic_backoff_delay: Duration::ZERO,
+            retry_topic_backoff_multiplier: 1.0,
+            retry_topic_backoff_max_delay: Duration::ZERO,
             circuit_breaker_consecutive: None,
             circuit_breaker_ratio: None,
             circuit_breaker_window: 1,
@@ -247,6 +263,15 @@ impl ListenerSettings {
             "max-buffered-bytes" => self.max_buffered_bytes = parse_size(value)?,
             "dead-letter.enabled" => self.dead_letter_enabled = parse_bool(value)?,
             "dead-letter.topic" => self.dead_letter_topic = text(value),
+            "retry-topic.enabled" => self.retry_topic_enabled = parse_bool(value)?,
+            "retry-topic.attempts" => self.retry_topic_attempts = parse_uint(value, true)?,
+            "retry-topic.backoff.delay" => self.retry_topic_backoff_delay = parse_duration(value)?,
+            "retry-topic.backoff.multiplier" => {
+                self.retry_topic_backoff_multiplier = parse_multiplier(value)?
+            }
+            "retry-topic.backoff.max-delay" => {
+                self.retry_topic_backoff_max_delay = parse_duration(value)?
+            }
             "circuit-breaker.consecutive" => {
                 self.circuit_breaker_consecutive = Some(parse_uint(value, true)?)
             }

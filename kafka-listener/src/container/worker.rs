@@ -15,8 +15,9 @@ use crate::error_handler::{
     panic_error, recoverer_pause, BatchListenerFailed, Failure, NonRetryable, Recoverer,
     RetryPolicy,
 };
-use crate::listener::{ConsumerRecord, Handler, HandlerFuture, ListenerContext};
+use crate::listener::{ConsumerRecord, FromRecord, Handler, HandlerFuture, ListenerContext};
 use crate::BoxError;
+use crate::{retry_topic, Acknowledgment};
 
 /// Records of one partition taken from its queue at once, stamped with the partition's seek
 /// epoch when taken: records fetched before a seek are stale after it and are dropped
@@ -49,6 +50,8 @@ pub(crate) struct Worker {
     pub(crate) recoverer: Arc<dyn Recoverer>,
     /// The listener's rule for errors not worth retrying.
     pub(crate) not_retryable: Option<Arc<crate::error_handler::RetryableClassifier>>,
+    /// A retry-topic container: records not due yet wait (see `retry_topic`).
+    pub(crate) retry_topic_delays: bool,
     pub(crate) ack_mode: AckMode,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: std::sync::mpsc::Sender<ConsumerRequest>,
@@ -556,6 +559,16 @@ impl Worker {
         f: crate::listener::RecordHandlerFn,
         record: &ConsumerRecord,
     ) -> Outcome {
+        if self.retry_topic_delays {
+            if let Some(wait) = retry_topic::not_due_for(record, retry_topic::now_ms()) {
+                // Not due: the partition rewinds to this record and waits, paused (a nack),
+                // so no task sleeps holding records and the consumer keeps polling.
+                if let Ok(ack) = <Acknowledgment as FromRecord>::from_record(record, &self.cx) {
+                    ack.nack(wait);
+                }
+                return Outcome::Done;
+            }
+        }
         let result = self
             .with_retries(record.offset, |cx| {
                 std::panic::catch_unwind(AssertUnwindSafe(|| f(record, cx)))

@@ -1,0 +1,213 @@
+//! Non-blocking retries through retry topics (Spring's `@RetryableTopic`):
+//! `kafka.listener[.<id>].retry-topic.enabled=true`.
+//!
+//! A record that fails on `<topic>` is not retried in place: it is published to
+//! `<topic>-retry-0` with the time it is due, and its offset on `<topic>` moves on once the
+//! broker acknowledged that copy (a crash before loses nothing: the original comes again).
+//! A second container of the listener (id `<id>-retry`, same group, same handler) consumes
+//! the retry topics; a record that is not due yet holds its partition, paused, until it is
+//! (the consumer keeps polling; no task sleeps holding records). A record failing there goes
+//! to the next retry topic, `<topic>-retry-1`, ..., and after `attempts` calls in all to
+//! `<topic>-dlt`. Records that cannot be decoded, and errors marked not retryable, go to
+//! `<topic>-dlt` at once. The retry copies and the dead letter carry Spring's headers:
+//! `retry_topic-attempts` (4-byte integer: the attempt the copy is for),
+//! `retry_topic-backoff-timestamp` and `retry_topic-original-timestamp` (8-byte big-endian
+//! milliseconds), and the `kafka_dlt-*` headers of a dead letter.
+//!
+//! This trades per-key order for throughput: a failed record's successors on the main topic
+//! are handled before its retry.
+
+use std::time::Duration;
+
+use crate::dead_letter::{headers as dlt, DeadLetterPublisher};
+use crate::error_handler::{Failure, RecoverFuture, Recoverer, RetryPolicy};
+use crate::{BoxError, ConsumerRecord, ProducerTemplate};
+
+/// Spring's retry-topic header names.
+pub mod headers {
+    /// The attempt a retry copy is for (the original's first call is 1): a 4-byte big-endian
+    /// integer (Spring also wrote a single byte once; both are read).
+    pub const ATTEMPTS: &str = "retry_topic-attempts";
+    /// When the copy is due, milliseconds since the epoch, 8-byte big-endian.
+    pub const BACKOFF_TIMESTAMP: &str = "retry_topic-backoff-timestamp";
+    /// The original record's timestamp, milliseconds, 8-byte big-endian.
+    pub const ORIGINAL_TIMESTAMP: &str = "retry_topic-original-timestamp";
+}
+
+/// The retry topics of `topic` for `attempts` calls in all: `<topic>-retry-0` ...
+pub fn retry_topics(topic: &str, attempts: u32) -> Vec<String> {
+    (0..attempts.saturating_sub(1))
+        .map(|i| format!("{topic}-retry-{i}"))
+        .collect()
+}
+
+/// The dead-letter topic behind `topic`'s retry topics.
+pub fn retry_dlt(topic: &str) -> String {
+    format!("{topic}-dlt")
+}
+
+/// A big-endian integer header of 1 to 8 bytes (Spring's encodings over its versions).
+pub(crate) fn be_int(value: &[u8]) -> Option<i64> {
+    if value.is_empty() || value.len() > 8 {
+        return None;
+    }
+    // Sign-extend from the first byte, as Java's BigInteger does.
+    let mut n: i64 = if value[0] & 0x80 != 0 { -1 } else { 0 };
+    for b in value {
+        n = (n << 8) | i64::from(*b);
+    }
+    Some(n)
+}
+
+/// The attempt `record` is on: 1 on the main topic, the header's value on a retry topic.
+pub(crate) fn attempt_of(record: &ConsumerRecord) -> u32 {
+    record
+        .headers()
+        .last(headers::ATTEMPTS)
+        .flatten()
+        .and_then(be_int)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// How long until `record` is due (`None`: due now, or no retry header).
+pub(crate) fn not_due_for(record: &ConsumerRecord, now_ms: i64) -> Option<Duration> {
+    let due = record
+        .headers()
+        .last(headers::BACKOFF_TIMESTAMP)
+        .flatten()
+        .and_then(be_int)?;
+    (due > now_ms).then(|| Duration::from_millis((due - now_ms) as u64))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The recoverer of a listener with retry topics: to the next retry topic, or to the
+/// dead-letter topic.
+#[derive(Debug)]
+pub(crate) struct RetryTopicRecoverer {
+    publisher: DeadLetterPublisher,
+    /// Calls in all, the first on the main topic included.
+    attempts: u32,
+    /// The pauses: after call n, `pause(n)`.
+    backoff: RetryPolicy,
+}
+
+impl RetryTopicRecoverer {
+    pub(crate) fn new(
+        producer: ProducerTemplate,
+        group_id: &str,
+        attempts: u32,
+        backoff: RetryPolicy,
+    ) -> Self {
+        RetryTopicRecoverer {
+            publisher: DeadLetterPublisher::new(producer, group_id),
+            attempts: attempts.max(1),
+            backoff,
+        }
+    }
+
+    async fn forward(&self, record: &ConsumerRecord, failure: &Failure) -> Result<(), BoxError> {
+        // The main topic: the record's own, or the one its first copy came from.
+        let base = record
+            .headers()
+            .last_str(dlt::ORIGINAL_TOPIC)
+            .map_or_else(|| record.topic().to_owned(), str::to_owned);
+        let attempt = attempt_of(record);
+        let retry = !matches!(failure, Failure::Decode(_) | Failure::NotRetryable { .. })
+            && attempt < self.attempts;
+        let topic = if retry {
+            format!("{base}-retry-{}", attempt - 1)
+        } else {
+            retry_dlt(&base)
+        };
+        let mut letter = self.publisher.dead_letter(record, failure, topic);
+        let original_ts = record
+            .headers()
+            .last(headers::ORIGINAL_TIMESTAMP)
+            .flatten()
+            .and_then(be_int)
+            .or(record.timestamp())
+            .unwrap_or(-1);
+        letter.headers.retain(|(name, _)| {
+            name != headers::ATTEMPTS
+                && name != headers::BACKOFF_TIMESTAMP
+                && name != headers::ORIGINAL_TIMESTAMP
+        });
+        let next = attempt + 1;
+        letter
+            .headers
+            .push((headers::ATTEMPTS.into(), Some(next.to_be_bytes().to_vec())));
+        let due = now_ms() + self.backoff.pause(attempt, 0.0).as_millis() as i64;
+        letter.headers.push((
+            headers::BACKOFF_TIMESTAMP.into(),
+            Some(due.to_be_bytes().to_vec()),
+        ));
+        letter.headers.push((
+            headers::ORIGINAL_TIMESTAMP.into(),
+            Some(original_ts.to_be_bytes().to_vec()),
+        ));
+        self.publisher.send_letter(record, failure, letter).await
+    }
+}
+
+impl Recoverer for RetryTopicRecoverer {
+    fn recover<'a>(
+        &'a self,
+        record: &'a ConsumerRecord,
+        failure: &'a Failure,
+    ) -> RecoverFuture<'a> {
+        Box::pin(self.forward(record, failure))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integers_decode_in_every_width_spring_wrote() {
+        assert_eq!(be_int(&[3]), Some(3));
+        assert_eq!(be_int(&3u32.to_be_bytes()), Some(3));
+        assert_eq!(
+            be_int(&1_700_000_000_123i64.to_be_bytes()),
+            Some(1_700_000_000_123)
+        );
+        // BigInteger.toByteArray() of a millisecond timestamp: minimal length.
+        assert_eq!(
+            be_int(&[0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00]),
+            Some(0x018b_cfe5_6800)
+        );
+        assert_eq!(be_int(&[]), None);
+    }
+
+    #[test]
+    fn retry_topics_are_numbered_from_zero() {
+        assert_eq!(
+            retry_topics("orders", 3),
+            ["orders-retry-0", "orders-retry-1"]
+        );
+        assert!(retry_topics("orders", 1).is_empty());
+        assert_eq!(retry_dlt("orders"), "orders-dlt");
+    }
+
+    #[test]
+    fn the_attempt_comes_from_the_header() {
+        let main = ConsumerRecord::new("t", 0, 0);
+        assert_eq!(attempt_of(&main), 1);
+        let copy = ConsumerRecord::new("t-retry-0", 0, 0)
+            .with_header(headers::ATTEMPTS, Some(2u32.to_be_bytes().to_vec()))
+            .with_header(
+                headers::BACKOFF_TIMESTAMP,
+                Some(5_000i64.to_be_bytes().to_vec()),
+            );
+        assert_eq!(attempt_of(&copy), 2);
+        assert_eq!(not_due_for(&copy, 4_000), Some(Duration::from_secs(1)));
+        assert_eq!(not_due_for(&copy, 5_000), None);
+    }
+}

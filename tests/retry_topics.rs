@@ -1,0 +1,177 @@
+//! Non-blocking retries through retry topics, against the real broker: the delays between a
+//! record's calls, Spring's attempt headers, the final dead letter, and the main topic not
+//! held up meanwhile.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kafka_listener::dead_letter::headers as dlt;
+use kafka_listener::retry_topic::headers;
+use kafka_listener::{kafka_listener, BoxError, ConsumerRecord};
+use kafka_listener_tests::*;
+
+/// Every call: key, topic, the attempts header (1 on the main topic), when.
+type Call = (String, String, u32, Instant);
+static CALLS: Mutex<Vec<Call>> = Mutex::new(Vec::new());
+
+fn calls_of(key: &str) -> Vec<Call> {
+    CALLS
+        .lock()
+        .expect("calls")
+        .iter()
+        .filter(|c| c.0 == key)
+        .cloned()
+        .collect()
+}
+
+/// `flaky-*` fails on its first two calls; `poison-*` always; anything else succeeds.
+#[kafka_listener(id = "retried", topics = "${rt.topic}", group_id = "${rt.group}")]
+async fn retried(record: ConsumerRecord) -> Result<(), BoxError> {
+    let key = String::from_utf8_lossy(record.key().unwrap_or_default()).into_owned();
+    let attempt = record
+        .headers()
+        .last(headers::ATTEMPTS)
+        .flatten()
+        .map_or(1, |v| {
+            u32::from_be_bytes(v.try_into().expect("4-byte attempts"))
+        });
+    let calls = {
+        let mut all = CALLS.lock().expect("calls");
+        all.push((
+            key.clone(),
+            record.topic().to_owned(),
+            attempt,
+            Instant::now(),
+        ));
+        all.iter().filter(|c| c.0 == key).count()
+    };
+    if key.starts_with("poison") || (key.starts_with("flaky") && calls <= 2) {
+        return Err(format!("{key} failed").into());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_topics_delay_each_retry_without_holding_the_main_topic_up() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (topic, group) = (unique("rt"), unique("rt-g"));
+    for t in [
+        topic.clone(),
+        format!("{topic}-retry-0"),
+        format!("{topic}-retry-1"),
+        format!("{topic}-dlt"),
+    ] {
+        create_topic(&bs, &t, 2).await;
+    }
+    produce_to(
+        &bs,
+        &topic,
+        0,
+        &[
+            ("flaky-1".into(), b"f".to_vec()),
+            ("poison-1".into(), b"p".to_vec()),
+        ],
+    )
+    .await;
+    let app = start_listener(
+        &bs,
+        "retried",
+        &[
+            ("rt.topic", topic.as_str()),
+            ("rt.group", group.as_str()),
+            ("kafka.listener.retry-topic.enabled", "true"),
+            ("kafka.listener.retry-topic.attempts", "3"),
+            ("kafka.listener.retry-topic.backoff.delay", "1s"),
+            ("kafka.listener.retry-topic.backoff.multiplier", "2"),
+        ],
+    )
+    .await;
+    wait_until(Duration::from_secs(30), "both failed once", || {
+        !calls_of("flaky-1").is_empty() && !calls_of("poison-1").is_empty()
+    })
+    .await;
+    // Records behind the failed ones on the same partition are handled at once.
+    let behind: Vec<(String, Vec<u8>)> = (0..10)
+        .map(|i| (format!("fine-{i}"), b"x".to_vec()))
+        .collect();
+    produce_to(&bs, &topic, 0, &behind).await;
+    let produced = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "the records behind handled",
+        || (0..10).all(|i| !calls_of(&format!("fine-{i}")).is_empty()),
+    )
+    .await;
+    let behind_done = Instant::now();
+    let letters = read_topic(&bs, &format!("{topic}-dlt"), 1, Duration::from_secs(60)).await;
+    wait_until(
+        Duration::from_secs(30),
+        "flaky handled on its third call",
+        || calls_of("flaky-1").len() == 3,
+    )
+    .await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    for t in [
+        topic.clone(),
+        format!("{topic}-retry-0"),
+        format!("{topic}-retry-1"),
+    ] {
+        assert_committed_at_end(&bs, &group, &t, 2).await;
+    }
+
+    for key in ["flaky-1", "poison-1"] {
+        let calls = calls_of(key);
+        assert_eq!(calls.len(), 3, "{key}: three calls in all");
+        let topics: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
+        assert_eq!(
+            topics,
+            [
+                topic.clone(),
+                format!("{topic}-retry-0"),
+                format!("{topic}-retry-1")
+            ],
+            "{key}: the main topic, then each retry topic"
+        );
+        let attempts: Vec<u32> = calls.iter().map(|c| c.2).collect();
+        assert_eq!(attempts, [1, 2, 3], "{key}: Spring's attempts header");
+        let (first, second) = (calls[1].3 - calls[0].3, calls[2].3 - calls[1].3);
+        // Due 1 s, then 2 s after the failure; a little less is the clock's and the pause's
+        // granularity, more is the machine.
+        assert!(
+            first >= Duration::from_millis(950) && first < Duration::from_secs(6),
+            "{key}: first retry after {first:?}, expected about 1 s"
+        );
+        assert!(
+            second >= Duration::from_millis(1950) && second < Duration::from_secs(8),
+            "{key}: second retry after {second:?}, expected about 2 s"
+        );
+    }
+    assert!(
+        behind_done - produced < Duration::from_secs(3),
+        "the main topic was held up: {:?}",
+        behind_done - produced
+    );
+    assert_eq!(letters.len(), 1, "one dead letter");
+    let l = &letters[0];
+    assert_eq!(l.key.as_deref(), Some(&b"poison-1"[..]));
+    assert_eq!(
+        l.header_str(dlt::ORIGINAL_TOPIC),
+        Some(topic.as_str()),
+        "the main topic"
+    );
+    assert_eq!(
+        l.header(headers::ATTEMPTS)
+            .map(|v| u32::from_be_bytes(v.try_into().expect("4 bytes"))),
+        Some(4)
+    );
+    assert!(l.header(headers::ORIGINAL_TIMESTAMP).is_some());
+    assert_eq!(
+        read_topic(&bs, &format!("{topic}-dlt"), 2, Duration::from_secs(3))
+            .await
+            .len(),
+        1,
+        "flaky was never dead-lettered"
+    );
+}
