@@ -32,9 +32,12 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use kafka_listener::dead_letter::headers as dlt_headers;
+use kafka_listener::retry_topic::RetryTopicRecoverer;
 use kafka_listener::{
     kafka_listener, Acknowledgment, Application, BoxError, ConsumerRecord, DeadLetterPublisher,
-    EmbeddedCluster, Failure, RecordMeta, RecoverFuture, Recoverer, SeekTarget, Seeker,
+    EmbeddedCluster, Failure, Headers, RecordMeta, RecoverFuture, Recoverer, RetryPolicy,
+    SeekTarget, Seeker,
 };
 use kafka_listener_tests::*;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -177,11 +180,17 @@ fn run_of(topic: &str) -> Option<Arc<Run>> {
     RUNS.lock().expect("runs").get(topic).cloned()
 }
 
-async fn body(meta: RecordMeta, ack: Acknowledgment, seeker: Seeker) -> Result<(), BoxError> {
-    let Some(run) = run_of(&meta.topic) else {
+async fn body(
+    meta: RecordMeta,
+    headers: Headers,
+    ack: Acknowledgment,
+    seeker: Seeker,
+) -> Result<(), BoxError> {
+    // A retry topic's copy stands for its original.
+    let (topic, p, o) = original_of(&meta.topic, meta.partition, meta.offset, &headers);
+    let Some(run) = run_of(&topic) else {
         return Ok(());
     };
-    let (p, o) = (meta.partition, meta.offset);
     let call = {
         let mut calls = run.calls.lock().expect("calls");
         let n = calls.entry((p, o)).or_insert(0);
@@ -247,12 +256,13 @@ async fn body(meta: RecordMeta, ack: Acknowledgment, seeker: Seeker) -> Result<(
     Ok(())
 }
 
-/// The real dead-letter publisher, noting each acknowledged dead letter in the run's log.
-struct NotingPublisher {
-    inner: DeadLetterPublisher,
+/// The real recoverer (dead-letter publisher or retry-topic recoverer), noting each
+/// acknowledged dead letter or retry copy in the run's log, for the original record.
+struct NotingPublisher<R> {
+    inner: R,
 }
 
-impl Recoverer for NotingPublisher {
+impl<R: Recoverer> Recoverer for NotingPublisher<R> {
     fn recover<'a>(
         &'a self,
         record: &'a ConsumerRecord,
@@ -260,12 +270,38 @@ impl Recoverer for NotingPublisher {
     ) -> RecoverFuture<'a> {
         Box::pin(async move {
             self.inner.recover(record, failure).await?;
-            if let Some(run) = run_of(record.topic()) {
-                run.note(record.partition(), record.offset(), Event::DeadLettered);
+            let (topic, p, o) = original_of(
+                record.topic(),
+                record.partition(),
+                record.offset(),
+                record.headers(),
+            );
+            if let Some(run) = run_of(&topic) {
+                run.note(p, o, Event::DeadLettered);
             }
             Ok(())
         })
     }
+}
+
+/// The record a retry topic's copy stands for (Spring's original-* headers); the record
+/// itself otherwise.
+fn original_of(topic: &str, partition: i32, offset: i64, headers: &Headers) -> (String, i32, i64) {
+    if !topic.contains("-retry-") {
+        return (topic.to_owned(), partition, offset);
+    }
+    headers
+        .last_str(dlt_headers::ORIGINAL_TOPIC)
+        .zip(headers.last(dlt_headers::ORIGINAL_PARTITION).flatten())
+        .zip(headers.last(dlt_headers::ORIGINAL_OFFSET).flatten())
+        .and_then(|((t, p), o)| {
+            Some((
+                t.to_owned(),
+                i32::from_be_bytes(p.try_into().ok()?),
+                i64::from_be_bytes(o.try_into().ok()?),
+            ))
+        })
+        .unwrap_or_else(|| (topic.to_owned(), partition, offset))
 }
 
 #[kafka_listener(
@@ -277,8 +313,9 @@ async fn model_explicit(
     meta: RecordMeta,
     ack: Acknowledgment,
     seeker: Seeker,
+    headers: Headers,
 ) -> Result<(), BoxError> {
-    body(meta, ack, seeker).await
+    body(meta, headers, ack, seeker).await
 }
 
 #[kafka_listener(
@@ -290,8 +327,9 @@ async fn model_group(
     meta: RecordMeta,
     ack: Acknowledgment,
     seeker: Seeker,
+    headers: Headers,
 ) -> Result<(), BoxError> {
-    body(meta, ack, seeker).await
+    body(meta, headers, ack, seeker).await
 }
 
 /// A schedule's configuration, drawn from its seed.
@@ -313,6 +351,9 @@ struct Schedule {
     dead_letter: bool,
     /// The dead-letter topic is created only at a [`Step::CreateDlt`] (or before phase 2).
     dlt_late: bool,
+    /// Given-up records go through retry topics (real broker, group listener): three calls
+    /// in all, then `<topic>-dlt`.
+    retry_topics: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -383,6 +424,7 @@ impl Schedule {
             lanes: [1, 1, 4][rng.usize(0..3)],
             dead_letter: false,
             dlt_late: false,
+            retry_topics: false,
         };
         // Paused before the first record is taken (drawn last: earlier seeds keep their
         // other draws).
@@ -398,6 +440,11 @@ impl Schedule {
         if schedule.dead_letter && embedded && rng.bool() {
             let at = rng.usize(0..=schedule.steps.len());
             schedule.steps.insert(at, Step::ProduceErrors(rng.u8(1..4)));
+        }
+        if schedule.dead_letter && !embedded && rng.bool() {
+            schedule.retry_topics = true;
+            schedule.dlt_late = false;
+            schedule.steps.retain(|s| !matches!(s, Step::CreateDlt));
         }
         schedule
     }
@@ -427,7 +474,18 @@ async fn start_app(s: &Schedule, bs: &str, topic: &str, group: &str) -> Applicat
             "kafka.consumer.properties.partition.assignment.strategy",
             s.assignment,
         );
-    if s.dead_letter {
+    if s.retry_topics {
+        let backoff = RetryPolicy::fixed(3, Duration::from_millis(50));
+        b = b
+            .set("kafka.listener.retry-topic.enabled", true)
+            .set("kafka.listener.retry-topic.attempts", 3)
+            .set("kafka.listener.retry-topic.backoff.delay", "50ms");
+        for id in [s.listener.to_owned(), format!("{}-retry", s.listener)] {
+            b = b.recoverer(&id, move |producer, group| NotingPublisher {
+                inner: RetryTopicRecoverer::new(producer.clone(), group, 3, backoff),
+            });
+        }
+    } else if s.dead_letter {
         b = b.recoverer(s.listener, |producer, group| NotingPublisher {
             inner: DeadLetterPublisher::new(producer.clone(), group),
         });
@@ -551,6 +609,20 @@ async fn drive(
     );
     dup_allowed |= report.listeners.handlers_cut_off > 0 || report.listeners.commit_failures > 0;
     dup_allowed
+}
+
+/// With retry topics: every record whose last event is a retry copy or dead letter
+/// acknowledged is in `<topic>-dlt` (else its copy is still on its way, or was lost).
+fn retry_copies_settled(run: &Run, dead: &HashSet<(i32, i64)>) -> bool {
+    let mut last: HashMap<(i32, i64), Event> = HashMap::new();
+    for (p, o, e) in run.log.lock().expect("log").iter() {
+        if *e != Event::Call {
+            last.insert((*p, *o), *e);
+        }
+    }
+    last.iter()
+        .filter(|(_, e)| **e == Event::DeadLettered)
+        .all(|(po, _)| dead.contains(po))
 }
 
 /// Creates the case's dead-letter topic, `<topic>.DLT`.
@@ -699,8 +771,21 @@ fn check(s: &Schedule, run: &Run, dup_allowed: bool, end: &HashMap<i32, i64>) {
         }
     }
     let lanes_retried = s.lanes > 1 && run.failed.load(Ordering::Acquire);
+    // With retry topics a record is "finished" on the main topic when its copy is
+    // acknowledged, and again by each retry topic it passes through.
+    let moved: HashSet<(i32, i64)> = if s.retry_topics {
+        log.iter()
+            .filter(|e| e.2 == Event::DeadLettered)
+            .map(|e| (e.0, e.1))
+            .collect()
+    } else {
+        HashSet::new()
+    };
     if !dup_allowed && !lanes_retried && !run.redelivery.load(Ordering::Acquire) {
-        if let Some(((p, o), n)) = finishes.iter().find(|(_, n)| **n > 1) {
+        if let Some(((p, o), n)) = finishes
+            .iter()
+            .find(|(po, n)| **n > 1 && !moved.contains(po))
+        {
             panic!(
                 "seed {}: {p}@{o} finished {n} times on a graceful schedule ({s:?})",
                 s.seed
@@ -739,7 +824,11 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
         failed: AtomicBool::new(false),
         poison: s.dead_letter,
     });
-    if s.dead_letter && !s.dlt_late {
+    if s.retry_topics {
+        for t in ["-retry-0", "-retry-1", "-dlt"] {
+            create_topic(bs, &format!("{topic}{t}"), PARTITIONS).await;
+        }
+    } else if s.dead_letter && !s.dlt_late {
         create_dlt(&run, bs, &topic).await;
     }
     RUNS.lock()
@@ -758,6 +847,28 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
         .unwrap_or_else(|_| panic!("seed {seed}: phase 1 hung ({s:?})"));
     let t1 = Instant::now();
     commits_never_pass_unfinished(&s, &run, bs, &group, &topic).await;
+    // With retry topics, what phase 1 dead-lettered in the end is in `<topic>-dlt`.
+    let retry_dead: HashSet<(i32, i64)> = if s.retry_topics {
+        read_topic(
+            bs,
+            &format!("{topic}-dlt"),
+            usize::MAX,
+            Duration::from_secs(2),
+        )
+        .await
+        .iter()
+        .filter_map(|l| {
+            let p = l.header(dlt_headers::ORIGINAL_PARTITION)?;
+            let o = l.header(dlt_headers::ORIGINAL_OFFSET)?;
+            Some((
+                i32::from_be_bytes(p.try_into().ok()?),
+                i64::from_be_bytes(o.try_into().ok()?),
+            ))
+        })
+        .collect()
+    } else {
+        HashSet::new()
+    };
 
     // Phase 2: a clean application finishes the rest: everything from the committed offset
     // on must be finished again by it (phase 1 may have finished records it did not commit).
@@ -778,7 +889,7 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
             let f = finished.get(&p);
             let from = resume_from.get(&p).copied().unwrap_or(0);
             (from..end[&p]).all(|o| f.is_some_and(|f| f.contains(&o)))
-        });
+        }) && (!s.retry_topics || retry_copies_settled(&run, &retry_dead));
         if done {
             break;
         }
@@ -799,7 +910,9 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
         );
     }
     commits_never_pass_unfinished(&s, &run, bs, &group, &topic).await;
-    dead_letters_are_published(&s, &run, bs, &topic).await;
+    if !s.retry_topics {
+        dead_letters_are_published(&s, &run, bs, &topic).await;
+    }
     check(&s, &run, dup_allowed, &end);
     eprintln!(
         "case {seed}: {} {} x{} lanes {} dead letters {} phase 1 {:.1?}, phase 2 {:.1?}",
@@ -807,10 +920,11 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
         s.ack_mode,
         s.concurrency,
         s.lanes,
-        match (s.dead_letter, s.dlt_late) {
-            (false, _) => "off",
-            (true, false) => "on",
-            (true, true) => "late",
+        match (s.dead_letter, s.dlt_late, s.retry_topics) {
+            (false, _, _) => "off",
+            (true, _, true) => "retry topics",
+            (true, false, _) => "on",
+            (true, true, _) => "late",
         },
         t1 - t0,
         t1.elapsed()

@@ -88,9 +88,10 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// The recoverer of a listener with retry topics: to the next retry topic, or to the
-/// dead-letter topic.
+/// dead-letter topic. The runtime sets it up for `retry-topic.enabled`; build one by hand to
+/// wrap it in a recoverer of your own.
 #[derive(Debug)]
-pub(crate) struct RetryTopicRecoverer {
+pub struct RetryTopicRecoverer {
     publisher: DeadLetterPublisher,
     /// Calls in all, the first on the main topic included.
     attempts: u32,
@@ -99,7 +100,9 @@ pub(crate) struct RetryTopicRecoverer {
 }
 
 impl RetryTopicRecoverer {
-    pub(crate) fn new(
+    /// Publishes with `producer` for consumer group `group_id`: `attempts` calls in all, the
+    /// copy after call n due `backoff.pause(n)` later.
+    pub fn new(
         producer: ProducerTemplate,
         group_id: &str,
         attempts: u32,
