@@ -170,3 +170,64 @@ async fn a_listeners_own_rule_makes_errors_not_retryable() {
     assert_eq!(report.listeners.recovered, 3);
     assert_eq!((count("a"), count("b"), count("c")), (1, 3, 1));
 }
+
+/// Calls, values handled, and whether the nack was made.
+static NACKED: Mutex<(u32, Vec<u32>, bool)> = Mutex::new((0, Vec::new(), false));
+
+/// The first call of at least 4 records nacks from its last and fails at index 1
+/// (`BatchListenerFailed`); the others succeed. What each call handled is noted: the records before the failing index of the
+/// first, all of the others'.
+#[kafka_listener(id = "nacked", topics = "nacked", group_id = "nacked", batch)]
+async fn nacked(values: Vec<String>, ack: kafka_listener::Acknowledgment) -> Result<(), BoxError> {
+    let mut seen = NACKED.lock().expect("seen");
+    seen.0 += 1;
+    let values: Vec<u32> = values.iter().map(|v| v.parse().expect("number")).collect();
+    if !seen.2 && values.len() >= 4 {
+        seen.2 = true;
+        ack.nack_from(values.len() - 1, Duration::from_millis(10));
+        seen.1.extend(&values[..1]);
+        return Err(kafka_listener::BatchListenerFailed::new(1, "second record failed").into());
+    }
+    seen.1.extend(values);
+    Ok(())
+}
+
+/// A nack asked for further on than the record a batch failed at must not skip the records
+/// between them (the review of the batch split found that it did).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nack_beyond_the_failing_record_of_a_batch_skips_nothing() {
+    init_logging();
+    let app = embedded_app("nacked")
+        .set("kafka.listener.retry.backoff.delay", "10ms")
+        .set("kafka.listener.ack-mode", "batch")
+        .set("kafka.listener.auto-startup", "false")
+        .start()
+        .await
+        .expect("starts on the embedded cluster");
+    // One key: one partition, in order; all produced before the listener starts, so the
+    // first batch holds them all.
+    let container = app.container("nacked").expect("container").clone();
+    // Sent together, so they go in one produce batch (the mock cluster returns one batch
+    // per fetch).
+    let values: Vec<String> = (0..40u32).map(|i| i.to_string()).collect();
+    let sends = values
+        .iter()
+        .map(|v| app.producer().send("nacked", "same", v));
+    for sent in futures::future::join_all(sends).await {
+        sent.expect("send to the embedded cluster");
+    }
+    container.start().expect("start");
+    wait_until(Duration::from_secs(30), "every record handled", || {
+        let seen = NACKED.lock().expect("seen");
+        (0..40).all(|i| seen.1.contains(&i))
+    })
+    .await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    let seen = NACKED.lock().expect("seen");
+    assert!(
+        seen.2,
+        "a batch of at least 4 records was nacked ({} calls)",
+        seen.0
+    );
+}

@@ -210,6 +210,9 @@ impl DeadLetterPublisher {
         failure: &Failure,
         mut letter: ProducerRecord,
     ) -> Result<(), BoxError> {
+        if !self.producer.is_confirmed() {
+            return Err("kafka.producer.acks=0: the broker never confirms a dead letter, so the record is kept (set acks=1 or all)".into());
+        }
         let partitions = self.partition_count(&letter.topic).await?;
         let destination = letter.topic.clone();
         letter.partition = usize::try_from(record.partition())

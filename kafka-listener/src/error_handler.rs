@@ -131,7 +131,8 @@ impl std::error::Error for NonRetryable {
 /// the batch from that record on, after the back-off; once that record has used up the
 /// retries it alone goes to the recoverer, and the calls go on with the records after it. The
 /// retry count belongs to the record: it starts again when another record fails. Applies in
-/// the automatic ack modes; in the manual modes the whole batch is retried.
+/// the automatic ack modes; in the manual modes the whole batch is retried. (An error naming
+/// no record after one that did continues that record's count.)
 #[derive(Debug)]
 pub struct BatchListenerFailed {
     /// The failing record's position in the handler's vectors.

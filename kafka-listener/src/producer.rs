@@ -41,8 +41,10 @@ impl std::fmt::Debug for ProducerTemplate {
     }
 }
 
-/// A record to send, with optional key, partition and headers.
+/// A record to send, with optional key, partition and headers. Built with
+/// [`new`](Self::new) and the builder methods (it may gain fields).
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ProducerRecord {
     /// Target topic.
     pub topic: String,
@@ -210,6 +212,11 @@ impl ProducerTemplate {
     /// How many handles to this producer exist (this one included).
     pub(crate) fn handles(&self) -> usize {
         Arc::strong_count(&self.inner)
+    }
+
+    /// Whether the broker confirms each record (`acks` is not 0).
+    pub fn is_confirmed(&self) -> bool {
+        self.confirmed
     }
 
     /// Records still queued or in flight.

@@ -97,6 +97,9 @@ pub struct RetryTopicRecoverer {
     attempts: u32,
     /// The pauses: after call n, `pause(n)`.
     backoff: RetryPolicy,
+    /// The main topics (a record's place in the chain comes from its topic's name, not from
+    /// headers it may have brought along).
+    main_topics: Vec<String>,
 }
 
 impl RetryTopicRecoverer {
@@ -112,16 +115,42 @@ impl RetryTopicRecoverer {
             publisher: DeadLetterPublisher::new(producer, group_id),
             attempts: attempts.max(1),
             backoff,
+            main_topics: Vec::new(),
         }
     }
 
-    async fn forward(&self, record: &ConsumerRecord, failure: &Failure) -> Result<(), BoxError> {
-        // The main topic: the record's own, or the one its first copy came from.
+    /// The listener's main topics. A record on one of them is on its first attempt, whatever
+    /// headers it carries; one on `<main>-retry-<n>` on attempt `n + 2`. Without them, the
+    /// attempt and main topic come from the record's headers.
+    pub fn for_topics(mut self, main_topics: Vec<String>) -> Self {
+        self.main_topics = main_topics;
+        self
+    }
+
+    /// The record's main topic and attempt.
+    fn place(&self, record: &ConsumerRecord) -> (String, u32) {
+        let topic = record.topic();
+        if self.main_topics.iter().any(|t| t == topic) {
+            return (topic.to_owned(), 1);
+        }
+        for main in &self.main_topics {
+            let index = topic
+                .strip_prefix(main.as_str())
+                .and_then(|rest| rest.strip_prefix("-retry-"))
+                .and_then(|n| n.parse::<u32>().ok());
+            if let Some(n) = index {
+                return (main.clone(), n + 2);
+            }
+        }
         let base = record
             .headers()
             .last_str(dlt::ORIGINAL_TOPIC)
-            .map_or_else(|| record.topic().to_owned(), str::to_owned);
-        let attempt = attempt_of(record);
+            .map_or_else(|| topic.to_owned(), str::to_owned);
+        (base, attempt_of(record))
+    }
+
+    async fn forward(&self, record: &ConsumerRecord, failure: &Failure) -> Result<(), BoxError> {
+        let (base, attempt) = self.place(record);
         let retry = !matches!(failure, Failure::Decode(_) | Failure::NotRetryable { .. })
             && attempt < self.attempts;
         let topic = if retry {
@@ -197,6 +226,26 @@ mod tests {
         );
         assert!(retry_topics("orders", 1).is_empty());
         assert_eq!(retry_dlt("orders"), "orders-dlt");
+    }
+
+    #[test]
+    fn a_records_place_comes_from_its_topic_not_from_headers_it_brought() {
+        let producer = crate::ProducerTemplate::from_producer(
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", "127.0.0.1:1")
+                .create()
+                .expect("producer"),
+            true,
+        );
+        let r = RetryTopicRecoverer::new(producer, "g", 3, RetryPolicy::default())
+            .for_topics(vec!["orders".into()]);
+        // A replayed dead letter of another application, with its headers.
+        let foreign = ConsumerRecord::new("orders", 0, 7)
+            .with_header(dlt::ORIGINAL_TOPIC, Some(b"payments".to_vec()))
+            .with_header(headers::ATTEMPTS, Some(3u32.to_be_bytes().to_vec()));
+        assert_eq!(r.place(&foreign), ("orders".to_owned(), 1));
+        let copy = ConsumerRecord::new("orders-retry-1", 0, 0);
+        assert_eq!(r.place(&copy), ("orders".to_owned(), 3));
     }
 
     #[test]

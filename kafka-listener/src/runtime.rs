@@ -278,8 +278,10 @@ impl ApplicationBuilder {
 
     /// The recoverer of listener `id`, made by `make` from the application's producer and
     /// the listener's consumer group once they exist; it replaces what
-    /// `kafka.listener.<id>.dead-letter.*` configures. For example, dead letters routed by
-    /// error type:
+    /// `kafka.listener.<id>.dead-letter.*` configures, and with retry topics the retry-topic
+    /// recoverer of that container (the main listener `<id>` and its `<id>-retry` each take
+    /// their own; wrap a [`RetryTopicRecoverer`](crate::retry_topic::RetryTopicRecoverer) to
+    /// keep the retry topics). For example, dead letters routed by error type:
     ///
     /// ```no_run
     /// # use kafka_listener::{Application, DeadLetterPublisher};
@@ -483,6 +485,11 @@ impl ApplicationBuilder {
 
         let runtime = tokio::runtime::Handle::current();
         let registry = ListenerRegistry::default();
+        // Each listener's own topics (a retry-topic container's recoverer needs its main ones).
+        let plans_topics: std::collections::HashMap<String, Vec<String>> = plans
+            .iter()
+            .map(|p| (p.props.listener_id.clone(), p.props.topics.clone()))
+            .collect();
         let mut containers = Vec::with_capacity(plans.len());
         let mut to_start = Vec::new();
         for mut plan in plans {
@@ -498,12 +505,26 @@ impl ApplicationBuilder {
                 (Some((_, make)), _) => Some((make.0)(&producer, &plan.props.group_id)),
                 _ if plan.retry_topic.is_some() => {
                     let (attempts, backoff) = plan.retry_topic.unwrap_or_default();
-                    Some(Arc::new(crate::retry_topic::RetryTopicRecoverer::new(
-                        producer.clone(),
-                        &plan.props.group_id,
-                        attempts,
-                        backoff,
-                    )) as Arc<dyn Recoverer>)
+                    let base = plan
+                        .props
+                        .listener_id
+                        .strip_suffix("-retry")
+                        .filter(|_| plan.props.retry_topic_max_delay.is_some())
+                        .unwrap_or(&plan.props.listener_id)
+                        .to_owned();
+                    let main_topics = plans_topics
+                        .get(&base)
+                        .cloned()
+                        .unwrap_or_else(|| plan.props.topics.clone());
+                    Some(Arc::new(
+                        crate::retry_topic::RetryTopicRecoverer::new(
+                            producer.clone(),
+                            &plan.props.group_id,
+                            attempts,
+                            backoff,
+                        )
+                        .for_topics(main_topics),
+                    ) as Arc<dyn Recoverer>)
                 }
                 (None, Some(topic)) => Some(Arc::new(
                     DeadLetterPublisher::new(producer.clone(), &plan.props.group_id)
@@ -511,12 +532,21 @@ impl ApplicationBuilder {
                 ) as Arc<dyn Recoverer>),
                 (None, None) => None,
             };
+            // A listener's rule applies to its retry-topic container too.
             plan.props.not_retryable = self
                 .not_retryable
                 .iter()
                 .rev()
-                .find(|(id, _)| *id == plan.props.listener_id)
+                .find(|(id, _)| {
+                    *id == plan.props.listener_id
+                        || (plan.props.retry_topic_max_delay.is_some()
+                            && format!("{id}-retry") == plan.props.listener_id)
+                })
                 .map(|(_, c)| Arc::clone(&c.0));
+            if custom.is_some() && plan.retry_topic.is_some() {
+                tracing::warn!(listener = %plan.props.listener_id,
+                    "a recoverer set with ApplicationBuilder::recoverer replaces the retry-topic recoverer of this container (wrap a RetryTopicRecoverer to keep the retry topics; the main listener and <id>-retry each take their own)");
+            }
             let cx = ListenerContext {
                 listener_id: plan.props.listener_id.as_str().into(),
                 producer: Some(producer.clone()),
@@ -750,6 +780,12 @@ fn plan_listener(
         ls.retry_backoff_max_delay.max(ls.retry_backoff_delay),
     )
     .with_random(ls.retry_backoff_random);
+    if def.send_to.is_some() && settings.producer.acks.as_librdkafka() == "0" {
+        return Err(Error::Listener {
+            id: id.into(),
+            message: "send_to needs kafka.producer.acks=1 or all: with acks=0 the broker never confirms a forward, and the input is finished only once it has".into(),
+        });
+    }
     if ls.dead_letter_enabled && settings.producer.acks.as_librdkafka() == "0" {
         return Err(Error::Listener {
             id: id.into(),
@@ -827,7 +863,7 @@ fn plan_listener(
             .iter()
             .flat_map(|t| crate::retry_topic::retry_topics(t, attempts))
             .collect();
-        retries.retry_topic_delays = true;
+        retries.retry_topic_max_delay = retry_topic.map(|(_, b)| b.max_backoff);
         retries.rebalance_listener = None;
         if !retries.topics.is_empty() {
             retry_plan = Some(ListenerPlan {

@@ -34,7 +34,7 @@ pub(crate) enum Kind {
     Compression,
     /// A factor of at least 1 (`2`, `1.5`).
     Multiplier,
-    /// A share above 0 and at most 1 (`0.5`).
+    /// A share above 0 and below 1 (`0.5`).
     Ratio,
 }
 

@@ -556,17 +556,18 @@ pub(crate) fn parse_size(value: &str) -> Result<u64, String> {
         .ok_or_else(|| EXPECTED.to_owned())
 }
 
-/// A back-off multiplier: a finite number of at least 1.
-/// A share: above 0, at most 1.
+/// A share strictly between 0 and 1 (a breaker trips when *more* than it was given up, so 1
+/// could never trip).
 pub(crate) fn parse_ratio(value: &str) -> Result<f64, String> {
     value
         .trim()
         .parse::<f64>()
         .ok()
-        .filter(|r| r.is_finite() && *r > 0.0 && *r <= 1.0)
-        .ok_or_else(|| "expected a share above 0 and at most 1 (0.5 for half)".to_owned())
+        .filter(|r| r.is_finite() && *r > 0.0 && *r < 1.0)
+        .ok_or_else(|| "expected a share above 0 and below 1 (0.5 for half)".to_owned())
 }
 
+/// A back-off multiplier: a finite number of at least 1.
 pub(crate) fn parse_multiplier(value: &str) -> Result<f64, String> {
     value
         .trim()

@@ -3,7 +3,9 @@
 //! topic into the dead-letter topic — a bad deploy, a broken dependency that every record
 //! trips over, or a producer writing garbage.
 //!
-//! The breaker is the listener's (all its consumers and partitions count together). It trips
+//! The breaker is the container's (all its consumers and partitions count together); with
+//! retry topics, the `<id>-retry` container has one of its own, reset through its own
+//! container. It trips
 //! after a record is given up that makes `consecutive` in a row, or more than `ratio` of the
 //! last `window` records. While it is open no worker takes new records and a record about to
 //! be given up waits (uncommitted) before its recoverer runs; records in flight finish. It

@@ -97,9 +97,11 @@ pub struct ContainerProperties {
     /// Errors for which this returns true skip the retries, like errors marked
     /// [`NonRetryable`](crate::NonRetryable).
     pub not_retryable: Option<Arc<crate::error_handler::RetryableClassifier>>,
-    /// The container consumes retry topics: a record whose `retry_topic-backoff-timestamp` is
-    /// still ahead holds its partition (paused, uncommitted) until then.
-    pub retry_topic_delays: bool,
+    /// The container consumes retry topics (`Some`: their longest delay): a record whose
+    /// `retry_topic-backoff-timestamp` is still ahead holds its partition (paused,
+    /// uncommitted) until then, but never longer than this delay and a second (a due time
+    /// further ahead, from a skewed clock or a foreign producer, is logged and cut short).
+    pub retry_topic_max_delay: Option<Duration>,
     /// Stops the listener when too many records are given up (default: none).
     pub circuit_breaker: Option<CircuitBreakerPolicy>,
     /// librdkafka properties for the consumers (bootstrap servers and passthrough). The
@@ -152,7 +154,7 @@ impl ContainerProperties {
             retry: RetryPolicy::default(),
             recoverer: None,
             not_retryable: None,
-            retry_topic_delays: false,
+            retry_topic_max_delay: None,
             circuit_breaker: None,
             client_config: vec![("bootstrap.servers".to_owned(), bootstrap_servers.to_owned())],
             client_id_prefix: listener_id.to_owned(),

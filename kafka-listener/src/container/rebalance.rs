@@ -111,7 +111,7 @@ impl ConsumerCore {
                     Arc::new(LogRecoverer::new(&self.props.listener_id)) as Arc<dyn Recoverer>
                 }),
                 not_retryable: self.props.not_retryable.clone(),
-                retry_topic_delays: self.props.retry_topic_delays,
+                retry_topic_max_delay: self.props.retry_topic_max_delay,
                 ack_mode: self.props.ack_mode,
                 counters: Arc::clone(&self.counters),
                 requests: self.requests_tx.clone(),

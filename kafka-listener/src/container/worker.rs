@@ -50,8 +50,9 @@ pub(crate) struct Worker {
     pub(crate) recoverer: Arc<dyn Recoverer>,
     /// The listener's rule for errors not worth retrying.
     pub(crate) not_retryable: Option<Arc<crate::error_handler::RetryableClassifier>>,
-    /// A retry-topic container: records not due yet wait (see `retry_topic`).
-    pub(crate) retry_topic_delays: bool,
+    /// A retry-topic container (its longest delay): records not due yet wait (see
+    /// `retry_topic`).
+    pub(crate) retry_topic_max_delay: Option<Duration>,
     pub(crate) ack_mode: AckMode,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: std::sync::mpsc::Sender<ConsumerRequest>,
@@ -250,7 +251,11 @@ impl Worker {
             return true;
         };
         let epoch = chunk.epoch;
-        if let Some(request) = self.state.take_nack(epoch) {
+        if let Some(mut request) = self.state.take_nack(epoch) {
+            // Never rewind past what this call finishes: after `offsets` nothing is finished
+            // yet (a batch that failed at a record finishes only the records before it, and a
+            // nack asked for further on must not skip the ones between).
+            request.offset = request.offset.min(last + 1);
             // Nothing after the nacked record may be handled (or become committable) until
             // the consumer thread has rewound the partition: the worker takes nothing more
             // from its queue until then, and drops the rest of this chunk.
@@ -559,8 +564,15 @@ impl Worker {
         f: crate::listener::RecordHandlerFn,
         record: &ConsumerRecord,
     ) -> Outcome {
-        if self.retry_topic_delays {
-            if let Some(wait) = retry_topic::not_due_for(record, retry_topic::now_ms()) {
+        if let Some(longest) = self.retry_topic_max_delay {
+            if let Some(mut wait) = retry_topic::not_due_for(record, retry_topic::now_ms()) {
+                let cap = longest + Duration::from_secs(1);
+                if wait > cap {
+                    tracing::warn!(listener = %self.cx.listener_id, topic = %self.state.topic,
+                        partition = self.state.partition, offset = record.offset, ?wait,
+                        "retry copy due further ahead than the longest retry delay (a skewed clock, or a copy from elsewhere?): waiting {cap:?} only");
+                    wait = cap;
+                }
                 // Not due: the partition rewinds to this record and waits, paused (a nack),
                 // so no task sleeps holding records and the consumer keeps polling.
                 if let Ok(ack) = <Acknowledgment as FromRecord>::from_record(record, &self.cx) {
