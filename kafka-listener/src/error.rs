@@ -102,6 +102,18 @@ pub enum Error {
         /// The topic.
         topic: String,
     },
+    /// The producer's buffer stayed full for `max.block.ms`: the broker does not keep up (or
+    /// is unreachable) and the send gave up instead of queueing without bound.
+    #[error("sending to {topic}: the producer's buffer (kafka.producer.buffer-memory) stayed full for {waited:?} (kafka.producer.properties.max.block.ms); the broker does not take records as fast as they are sent")]
+    ProducerBufferFull {
+        /// The topic.
+        topic: String,
+        /// How long the send waited.
+        waited: std::time::Duration,
+    },
+    /// `send_default` without `kafka.template.default-topic`.
+    #[error("send_default: no default topic is configured (kafka.template.default-topic)")]
+    NoDefaultTopic,
     /// Serializing a value to send failed.
     #[error("serializing a record value: {0}")]
     Serialize(#[source] serde_json::Error),

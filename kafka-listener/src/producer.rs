@@ -33,6 +33,10 @@ pub struct ProducerTemplate {
     /// The broker confirms each record (`acks` is not 0): a delivery must say where the
     /// record was written.
     confirmed: bool,
+    /// How long a send waits while the buffer is full (`max.block.ms`).
+    max_block: Duration,
+    /// `kafka.template.default-topic`.
+    default_topic: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for ProducerTemplate {
@@ -100,7 +104,32 @@ impl ProducerTemplate {
         ProducerTemplate {
             inner: Arc::new(producer),
             confirmed,
+            max_block: Duration::from_secs(60),
+            default_topic: None,
         }
+    }
+
+    pub(crate) fn with_max_block(mut self, max_block: Duration) -> Self {
+        self.max_block = max_block;
+        self
+    }
+
+    pub(crate) fn with_default_topic(mut self, topic: Option<String>) -> Self {
+        self.default_topic = topic.map(Arc::from);
+        self
+    }
+
+    /// Sends to `kafka.template.default-topic` (Spring's `sendDefault`); an error if none is
+    /// configured.
+    pub async fn send_default(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+    ) -> Result<SendResult> {
+        let Some(topic) = self.default_topic.clone() else {
+            return Err(Error::NoDefaultTopic);
+        };
+        self.send(&topic, key, value).await
     }
 
     /// Sends `value` with `key` to `topic`; resolves to where it was written.
@@ -160,8 +189,13 @@ impl ProducerTemplate {
         K: rdkafka::message::ToBytes + ?Sized,
         V: rdkafka::message::ToBytes + ?Sized,
     {
-        // Queue-full waits inside librdkafka are bounded by message.timeout.ms; never block here.
-        match self.inner.send(record, Timeout::Never).await {
+        // A full buffer is waited out for max.block.ms at most (as the Java client does), then
+        // the send fails: nothing queues without bound.
+        match self
+            .inner
+            .send(record, Timeout::After(self.max_block))
+            .await
+        {
             // A delivery report without an offset under acks=1/all is not proof that the
             // record is in the log (the model-based fault test saw one on the mock cluster
             // after injected produce errors, with the record missing): not delivered.
@@ -171,6 +205,15 @@ impl ProducerTemplate {
             Ok(delivery) => Ok(SendResult {
                 partition: delivery.partition,
                 offset: delivery.offset,
+            }),
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                _,
+            )) => Err(Error::ProducerBufferFull {
+                topic: topic.to_owned(),
+                waited: self.max_block,
             }),
             Err((source, _)) => Err(Error::kafka(format!("sending to {topic}"), source)),
         }

@@ -580,6 +580,7 @@ impl ApplicationBuilder {
             embedded,
             bootstrap,
             shutdown_timeout: settings.listener.shutdown_timeout,
+            close_timeout: settings.producer.close_timeout,
         })
     }
 }
@@ -976,6 +977,9 @@ fn create_producer(
     if let Some(v) = p.retries {
         client.set("message.send.max.retries", v.to_string());
     }
+    if let Some(v) = p.linger {
+        client.set("linger.ms", v.as_millis().to_string());
+    }
     if p.transaction_id_prefix.is_some() {
         return Err(Error::from(ConfigError::Unsupported {
             origin: config
@@ -986,7 +990,25 @@ fn create_producer(
             reason: "transactions are not supported yet",
         }));
     }
+    // The Java client's max.block.ms is ours to apply (librdkafka has no such property).
+    let mut max_block = Duration::from_secs(60);
     for item in &p.properties {
+        if item.key == "max.block.ms" {
+            max_block = item
+                .value
+                .trim()
+                .parse::<u64>()
+                .map(Duration::from_millis)
+                .map_err(|_| {
+                    Error::from(ConfigError::InvalidValue {
+                        origin: item.source.clone(),
+                        key: "kafka.producer.properties.max.block.ms".into(),
+                        value: Some(item.value.clone()),
+                        expected: "expected milliseconds (a whole number, e.g. 60000)".into(),
+                    })
+                })?;
+            continue;
+        }
         client.set(&item.key, &item.value);
     }
     let producer: FutureProducer = client.create().map_err(|source| {
@@ -999,10 +1021,11 @@ fn create_producer(
             settings,
         )
     })?;
-    Ok(ProducerTemplate::from_producer(
-        producer,
-        p.acks.as_librdkafka() != "0",
-    ))
+    Ok(
+        ProducerTemplate::from_producer(producer, p.acks.as_librdkafka() != "0")
+            .with_max_block(max_block)
+            .with_default_topic(p.default_topic.clone()),
+    )
 }
 
 /// Names where a passthrough key came from when librdkafka rejects it.
@@ -1236,6 +1259,8 @@ pub struct Application {
     embedded: Option<EmbeddedCluster>,
     bootstrap: String,
     shutdown_timeout: Duration,
+    /// `kafka.template.close-timeout`.
+    close_timeout: Option<Duration>,
 }
 
 /// The outcome of a graceful shutdown.
@@ -1338,6 +1363,7 @@ impl Application {
             producer,
             embedded,
             shutdown_timeout,
+            close_timeout,
             registry,
             ..
         } = self;
@@ -1361,7 +1387,8 @@ impl Application {
             drop(containers);
             // Sends that handlers awaited are delivered already; this catches fire-and-forget ones.
             let left = (started + flush_budget).saturating_duration_since(Instant::now());
-            let unflushed = match producer.flush(left.max(Duration::from_secs(1))) {
+            let budget = close_timeout.unwrap_or(left.max(Duration::from_secs(1)));
+            let unflushed = match producer.flush(budget) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!(error = %e, "producer flush incomplete");

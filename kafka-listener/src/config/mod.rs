@@ -105,7 +105,10 @@
 //! | `kafka.producer.compression-type` | — | `none`, `gzip`, `snappy`, `lz4` or `zstd`. |
 //! | `kafka.producer.retries` | — | How often a failed send is retried (`0`, `1`, ...). |
 //! | `kafka.producer.transaction-id-prefix` | — | Transactions: not supported yet, rejected at start-up. |
-//! | `kafka.producer.properties.<name>` | — | Raw librdkafka property for producers. |
+//! | `kafka.producer.linger` | — | Duration: how long a record may wait for others to fill its batch (`linger.ms`; librdkafka's default is 5 ms). |
+//! | `kafka.producer.properties.<name>` | — | Raw librdkafka property for producers. `max.block.ms` (the Java client's) is understood here: how long a send waits while the producer's buffer is full (default 60 s, as Java's), then fails with a clear error; nothing queues without bound. |
+//! | `kafka.template.default-topic` | — | The topic of `ProducerTemplate::send_default` (Spring's `KafkaTemplate.sendDefault`). |
+//! | `kafka.template.close-timeout` | — | Duration: how long shutdown waits for the producer's records in flight (default: what is left of `kafka.listener.shutdown-timeout`, at least 1 s). |
 //! | `kafka.admin.operation-timeout` | `10s` | Duration: timeout of admin requests (topic checks). |
 //! | `kafka.admin.properties.<name>` | — | Raw librdkafka property for the admin client. |
 //! | `kafka.listener.ack-mode` | `batch` | When offsets are committed: `record`, `batch`, `time`, `count`, `count_time`, `manual`, `manual_immediate` (see [`AckMode`]). |

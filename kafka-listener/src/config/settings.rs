@@ -114,6 +114,12 @@ pub struct ProducerSettings {
     pub retries: Option<u32>,
     /// `transaction-id-prefix`: enables transactions when set.
     pub transaction_id_prefix: Option<String>,
+    /// `linger` (`linger.ms`).
+    pub linger: Option<Duration>,
+    /// `kafka.template.default-topic`: the topic of `send_default`.
+    pub default_topic: Option<String>,
+    /// `kafka.template.close-timeout`: the flush budget at shutdown.
+    pub close_timeout: Option<Duration>,
     /// `kafka.producer.properties.*`.
     pub properties: Vec<Passthrough>,
 }
@@ -694,6 +700,9 @@ pub(crate) fn build(values: &dyn Values, ids: &[&str]) -> (Settings, Vec<super::
             compression_type: reader.optional("kafka.producer.compression-type", parse_compression),
             retries: reader.optional("kafka.producer.retries", |v| parse_uint(v, false)),
             transaction_id_prefix: reader.text("kafka.producer.transaction-id-prefix"),
+            linger: reader.optional("kafka.producer.linger", parse_duration),
+            default_topic: reader.text("kafka.template.default-topic"),
+            close_timeout: reader.optional("kafka.template.close-timeout", parse_duration),
             properties: values.passthrough("kafka.producer.properties."),
         },
         admin: AdminSettings {

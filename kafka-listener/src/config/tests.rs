@@ -933,6 +933,9 @@ fn defaults() {
             compression_type: None,
             retries: None,
             transaction_id_prefix: None,
+            linger: None,
+            default_topic: None,
+            close_timeout: None,
             properties: vec![],
         },
         admin: AdminSettings {
