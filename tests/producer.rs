@@ -63,7 +63,10 @@ async fn a_full_buffer_fails_the_send_after_max_block_ms() {
         started.elapsed() < Duration::from_secs(5),
         "kafka.template.close-timeout bounds the flush: {report}"
     );
-    assert_eq!(report.unflushed, 1, "the record that could not go is reported: {report}");
+    assert_eq!(
+        report.unflushed, 1,
+        "the record that could not go is reported: {report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
