@@ -175,3 +175,53 @@ async fn retry_topics_delay_each_retry_without_holding_the_main_topic_up() {
         "flaky was never dead-lettered"
     );
 }
+
+static ATTR_CALLS: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+
+/// Always fails; retry topics set up by the attribute.
+#[kafka_listener(
+    id = "retried_attr",
+    topics = "${rt2.topic}",
+    group_id = "${rt2.group}",
+    retry(attempts = 2, backoff = "300ms")
+)]
+async fn retried_attr(record: ConsumerRecord) -> Result<(), BoxError> {
+    ATTR_CALLS
+        .lock()
+        .expect("calls")
+        .push((record.topic().to_owned(), Instant::now()));
+    Err("always fails".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_attribute_sets_up_retry_topics() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (topic, group) = (unique("rt-attr"), unique("rt-attr-g"));
+    for t in [
+        topic.clone(),
+        format!("{topic}-retry-0"),
+        format!("{topic}-dlt"),
+    ] {
+        create_topic(&bs, &t, 1).await;
+    }
+    produce_to(&bs, &topic, 0, &[("k".into(), b"v".to_vec())]).await;
+    let app = start_listener(
+        &bs,
+        "retried_attr",
+        &[("rt2.topic", topic.as_str()), ("rt2.group", group.as_str())],
+    )
+    .await;
+    let letters = read_topic(&bs, &format!("{topic}-dlt"), 1, Duration::from_secs(60)).await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(letters.len(), 1);
+    let calls = ATTR_CALLS.lock().expect("calls").clone();
+    let topics: Vec<&str> = calls.iter().map(|c| c.0.as_str()).collect();
+    assert_eq!(
+        topics,
+        [topic.clone(), format!("{topic}-retry-0")],
+        "two calls in all"
+    );
+    assert!(calls[1].1 - calls[0].1 >= Duration::from_millis(280));
+}

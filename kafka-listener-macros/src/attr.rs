@@ -25,6 +25,8 @@ pub(crate) mod kw {
     pub(crate) const PARTITIONS: &str = "partitions";
     pub(crate) const REBALANCE_LISTENER: &str = "rebalance_listener";
     pub(crate) const SEND_TO: &str = "send_to";
+    pub(crate) const RETRY: &str = "retry";
+    pub(crate) const DEAD_LETTER: &str = "dead_letter";
 
     /// Every key, in the order the docs and error messages list them.
     pub(crate) const ALL: &[&str] = &[
@@ -42,6 +44,8 @@ pub(crate) mod kw {
         PARTITIONS,
         REBALANCE_LISTENER,
         SEND_TO,
+        RETRY,
+        DEAD_LETTER,
     ];
 
     /// Spring's `topicPartitions`, spelled `partitions` here.
@@ -85,6 +89,9 @@ pub(crate) struct ListenerArgs {
     pub(crate) rebalance_listener: Option<syn::Path>,
     /// The topic the handler's return value is sent to.
     pub(crate) send_to: Option<String>,
+    /// Listener keys set by the attribute (`retry(...)`, `dead_letter`): the suffix after
+    /// `kafka.listener.`, and the value as written.
+    pub(crate) settings: Vec<(String, String)>,
 }
 
 /// Collects errors so that one compile reports all of them (serde's approach).
@@ -171,6 +178,17 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
             "`concurrency_per_partition` applies to record listeners: a batch listener gets a partition's records in one call",
         ));
     }
+    if args.batch
+        && args
+            .settings
+            .iter()
+            .any(|(k, v)| k == "retry-topic.enabled" && v == "true")
+    {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "`retry` (retry topics) applies to record listeners",
+        ));
+    }
     if args.batch && args.send_to.is_some() {
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -201,6 +219,38 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
 }
 
 fn parse_entry(key: &'static str, meta: &Meta, args: &mut ListenerArgs) -> syn::Result<()> {
+    if key == kw::RETRY {
+        return retry(meta, args);
+    }
+    if key == kw::DEAD_LETTER {
+        args.settings
+            .push(("dead-letter.enabled".into(), "true".into()));
+        let expr = match meta {
+            Meta::Path(_) => return Ok(()),
+            _ => value(key, meta)?,
+        };
+        match lit(expr) {
+            Some(Lit::Bool(b)) if !b.value => {
+                args.settings.pop();
+                args.settings
+                    .push(("dead-letter.enabled".into(), "false".into()));
+            }
+            Some(Lit::Bool(_)) => {}
+            Some(Lit::Str(s)) => {
+                // `{topic}` stands for the record's topic; the rest must be a topic name.
+                let plain = s.value().replace("{topic}", "t");
+                topic(&LitStr::new(&plain, s.span()))?;
+                args.settings.push(("dead-letter.topic".into(), s.value()));
+            }
+            _ => {
+                return Err(syn::Error::new_spanned(
+                    expr,
+                    format!("expected `true`, `false` or a topic: `{}`", example(key)),
+                ))
+            }
+        }
+        return Ok(());
+    }
     if key == kw::BATCH {
         args.batch = match meta {
             Meta::Path(_) => true,
@@ -271,6 +321,8 @@ fn example(key: &str) -> &'static str {
         kw::PARTITIONS => "partitions = [\"orders:0\", \"orders:1@100\"]",
         kw::REBALANCE_LISTENER => "rebalance_listener = MY_REBALANCE_LISTENER",
         kw::SEND_TO => "send_to = \"orders.accepted\"",
+        kw::RETRY => "retry(attempts = 4, backoff = \"1s\", multiplier = 2, max = \"30s\")",
+        kw::DEAD_LETTER => "dead_letter = \"{topic}.DLT\"",
         _ => "key = value",
     }
 }
@@ -287,6 +339,73 @@ fn value<'a>(key: &str, meta: &'a Meta) -> syn::Result<&'a Expr> {
             format!("write `{key}` as `{}`", example(key)),
         )),
     }
+}
+
+/// `retry(attempts = 4, backoff = "1s", multiplier = 2, max = "30s")`: retry topics
+/// (`kafka.listener.<id>.retry-topic.*`); every option may be left out.
+fn retry(meta: &Meta, args: &mut ListenerArgs) -> syn::Result<()> {
+    let list = match meta {
+        Meta::List(list) => list,
+        Meta::Path(_) => {
+            args.settings
+                .push(("retry-topic.enabled".into(), "true".into()));
+            return Ok(());
+        }
+        Meta::NameValue(nv) => {
+            return Err(syn::Error::new_spanned(
+                nv,
+                format!("write `retry` as `{}`", example(kw::RETRY)),
+            ))
+        }
+    };
+    let items = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
+    args.settings
+        .push(("retry-topic.enabled".into(), "true".into()));
+    let mut errors = Errors::default();
+    for item in &items {
+        let Meta::NameValue(nv) = item else {
+            errors.push(syn::Error::new_spanned(
+                item,
+                format!("expected `option = value`: `{}`", example(kw::RETRY)),
+            ));
+            continue;
+        };
+        let name = nv
+            .path
+            .get_ident()
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        let suffix = match name.as_str() {
+            "attempts" => "retry-topic.attempts",
+            "backoff" | "delay" => "retry-topic.backoff.delay",
+            "multiplier" => "retry-topic.backoff.multiplier",
+            "max" | "max_delay" => "retry-topic.backoff.max-delay",
+            _ => {
+                errors.push(syn::Error::new_spanned(
+                    &nv.path,
+                    format!("unknown retry option `{name}`; expected attempts, backoff, multiplier, max"),
+                ));
+                continue;
+            }
+        };
+        let expr = ungroup(&nv.value);
+        let value = match lit(expr) {
+            Some(Lit::Int(i)) => Ok(i.base10_digits().to_owned()),
+            Some(Lit::Float(f)) => Ok(f.base10_digits().to_owned()),
+            Some(Lit::Str(s)) => check_placeholders(&s.value())
+                .map(|_| s.value())
+                .map_err(|m| syn::Error::new_spanned(s, m)),
+            _ => Err(syn::Error::new_spanned(
+                expr,
+                format!("expected a number or a string: `{}`", example(kw::RETRY)),
+            )),
+        };
+        match value {
+            Ok(value) => args.settings.push((suffix.into(), value)),
+            Err(e) => errors.push(e),
+        }
+    }
+    errors.into_result()
 }
 
 /// Values passed through `macro_rules!` arrive wrapped in invisible groups.

@@ -133,6 +133,7 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
         None => quote!(::core::option::Option::None),
     };
     let send_to = optional(args.send_to.as_deref());
+    let settings = args.settings.iter().map(|(k, v)| quote!((#k, #v)));
     let location_suffix = format!("::{fn_name}");
     quote! {
         const _: () = {
@@ -153,6 +154,7 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
                     partitions: &[#(#partitions),*],
                     rebalance_listener: #rebalance_listener,
                     send_to: #send_to,
+                    settings: &[#(#settings),*],
                     handler: ::kafka_listener::__private::Handler::#variant(#handler_ident),
                     location: ::core::concat!(::core::module_path!(), #location_suffix),
                 }

@@ -48,6 +48,9 @@ use proc_macro::TokenStream;
 /// | `properties` | `["key=value", ...]`, librdkafka names | none | `properties` |
 /// | `client_id_prefix` | `"prefix"` | none (librdkafka's default `client.id`) | `clientIdPrefix` |
 /// | `rebalance_listener` | path of a `static` implementing `RebalanceListener` | none | container's `ConsumerRebalanceListener` |
+/// | `send_to` | `"topic"`: the handler's return value is sent there, keyed like the input; the input is finished once every forward was acknowledged; record listeners | none | `@SendTo` |
+/// | `retry` | `retry(attempts = 4, backoff = "1s", multiplier = 2, max = "30s")` (each option optional): retry topics, `kafka.listener.<id>.retry-topic.*`; record listeners | off | `@RetryableTopic` |
+/// | `dead_letter` | flag, `true`/`false`, or a topic (`"{topic}.DLT"`): `kafka.listener.<id>.dead-letter.*` | off | `DeadLetterPublishingRecoverer` |
 ///
 /// Values are checked at compile time and registered as written; configuration
 /// (`kafka.listener.<id>.*`) can override them when the application starts.

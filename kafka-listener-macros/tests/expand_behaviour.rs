@@ -279,3 +279,30 @@ async fn user_function_stays_callable_directly() {
     .expect("meta");
     on_order(Json(order), meta).await.expect("Ok");
 }
+
+#[kafka_listener(
+    id = "error-handling",
+    topics = "payments",
+    retry(attempts = 4, backoff = "1s", multiplier = 2, max = "${MAX_DELAY:30s}"),
+    dead_letter = "{topic}.failed"
+)]
+async fn on_payment(value: String) {
+    let _ = value;
+}
+
+#[test]
+fn retry_and_dead_letter_register_listener_keys_as_written() {
+    let def = listener("error-handling");
+    assert_eq!(
+        def.settings,
+        &[
+            ("retry-topic.enabled", "true"),
+            ("retry-topic.attempts", "4"),
+            ("retry-topic.backoff.delay", "1s"),
+            ("retry-topic.backoff.multiplier", "2"),
+            ("retry-topic.backoff.max-delay", "${MAX_DELAY:30s}"),
+            ("dead-letter.enabled", "true"),
+            ("dead-letter.topic", "{topic}.failed"),
+        ]
+    );
+}

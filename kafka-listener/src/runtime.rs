@@ -663,6 +663,31 @@ fn plan_listener(
 ) -> Result<(ListenerPlan, Option<ListenerPlan>)> {
     let id = def.id;
     let ls = settings.listeners.get(id).unwrap_or(&settings.listener);
+    // Keys the attribute sets: below `kafka.listener.<id>.<key>`, above the global ones.
+    let with_attribute;
+    let ls = if def.settings.is_empty() {
+        ls
+    } else {
+        let mut merged = ls.clone();
+        for (key, raw) in def.settings {
+            if config
+                .source_of(&format!("kafka.listener.{id}.{key}"))
+                .is_some()
+            {
+                continue;
+            }
+            let value =
+                config.resolve_placeholders(raw, &format!("#[kafka_listener] {id} {key}"))?;
+            merged
+                .apply_attribute(key, value.trim())
+                .map_err(|message| Error::Listener {
+                    id: id.into(),
+                    message: format!("{key} = {value:?}: {message}"),
+                })?;
+        }
+        with_attribute = merged;
+        &with_attribute
+    };
     let mut topics = Vec::with_capacity(def.topics.len());
     for raw in def.topics {
         let topic = config.resolve_placeholders(raw, &format!("#[kafka_listener] {id} topics"))?;

@@ -243,6 +243,18 @@ impl ListenerSettings {
         }
     }
 
+    /// Sets one listener key from a `#[kafka_listener]` attribute: `suffix` is what follows
+    /// `kafka.listener.`; the error is the "expected ..." text.
+    pub(crate) fn apply_attribute(&mut self, suffix: &str, value: &str) -> Result<(), String> {
+        let key = format!("{}{suffix}", schema::LISTENER_PREFIX);
+        let def = schema::KEYS
+            .iter()
+            .find(|d| d.key == key)
+            .ok_or_else(|| format!("{key} is not a listener key"))?;
+        def.kind.validate(value)?;
+        self.apply(def, value)
+    }
+
     /// Sets the field of one listener key; the error is the "expected ..." text.
     fn apply(&mut self, def: &KeyDef, value: &str) -> Result<(), String> {
         match schema::listener_suffix(def) {

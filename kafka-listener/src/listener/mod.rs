@@ -98,6 +98,10 @@ pub struct ListenerDefinition {
     pub rebalance_listener: Option<&'static dyn crate::RebalanceListener>,
     /// Where the handler's return value is sent (`send_to`), as written.
     pub send_to: Option<&'static str>,
+    /// Listener keys the attribute sets (`retry(...)`, `dead_letter`): the suffix after
+    /// `kafka.listener.` and the value as written. `kafka.listener.<id>.<key>` wins over them,
+    /// they win over the global `kafka.listener.<key>`.
+    pub settings: &'static [(&'static str, &'static str)],
     /// The erased handler.
     pub handler: Handler,
     /// Where the listener is declared (`module::path::fn_name`), for messages.
@@ -121,6 +125,7 @@ impl ListenerDefinition {
             partitions: &[],
             rebalance_listener: None,
             send_to: None,
+            settings: &[],
             handler,
             location: "",
         }
@@ -138,6 +143,8 @@ impl std::fmt::Debug for ListenerDefinition {
             .field("concurrency", &self.concurrency)
             .field("concurrency_per_partition", &self.concurrency_per_partition)
             .field("ack_mode", &self.ack_mode)
+            .field("send_to", &self.send_to)
+            .field("settings", &self.settings)
             .field("handler", &self.handler)
             .field("location", &self.location)
             .finish_non_exhaustive()
