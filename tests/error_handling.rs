@@ -231,3 +231,53 @@ async fn a_nack_beyond_the_failing_record_of_a_batch_skips_nothing() {
         seen.0
     );
 }
+
+static HEADER_SEEN: Mutex<Vec<Option<u32>>> = Mutex::new(Vec::new());
+
+/// Notes the `kafka_deliveryAttempt` header; fails twice, then succeeds.
+#[kafka_listener(
+    id = "attempt_header",
+    topics = "attempt_header",
+    group_id = "attempt_header"
+)]
+async fn attempt_header(headers: kafka_listener::Headers) -> Result<(), BoxError> {
+    let attempt = headers
+        .last("kafka_deliveryAttempt")
+        .flatten()
+        .map(|v| u32::from_be_bytes(v.try_into().expect("4 bytes")));
+    let mut seen = HEADER_SEEN.lock().expect("seen");
+    seen.push(attempt);
+    if seen.len() < 3 {
+        return Err("not yet".into());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_delivery_attempt_header_is_added_when_asked() {
+    init_logging();
+    let app = embedded_app("attempt_header")
+        .set("kafka.listener.retry.backoff.delay", "10ms")
+        .set(
+            "kafka.listener.attempt_header.delivery-attempt-header",
+            "true",
+        )
+        .start()
+        .await
+        .expect("starts on the embedded cluster");
+    app.producer()
+        .send("attempt_header", "k", "v")
+        .await
+        .expect("send to the embedded cluster");
+    wait_until(Duration::from_secs(30), "three calls", || {
+        HEADER_SEEN.lock().expect("seen").len() == 3
+    })
+    .await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(
+        *HEADER_SEEN.lock().expect("seen"),
+        [Some(1), Some(2), Some(3)],
+        "Spring's kafka_deliveryAttempt, a 4-byte integer per call"
+    );
+}

@@ -799,6 +799,7 @@ fn plan_listener(
     props.shutdown_timeout = ls.shutdown_timeout;
     props.revoke_timeout = ls.revoke_timeout;
     props.max_buffered_bytes = usize::try_from(ls.max_buffered_bytes).unwrap_or(usize::MAX);
+    props.delivery_attempt_header = ls.delivery_attempt_header;
     props.retry = RetryPolicy::exponential(
         ls.retry_attempts,
         ls.retry_backoff_delay,

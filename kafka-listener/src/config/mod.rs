@@ -127,6 +127,7 @@
 //! | `kafka.listener.retry.backoff.multiplier` | `1` | Each further pause is the previous one times this (≥ 1; `2` doubles it). Spring Boot's name for its retry topics' back-off. |
 //! | `kafka.listener.retry.backoff.max-delay` | `30s` | The longest pause (never below `delay`). |
 //! | `kafka.listener.retry.backoff.random` | `false` | Draw each pause at random between half of it and all of it, so partitions that failed together do not retry in step. |
+//! | `kafka.listener.delivery-attempt-header` | `false` | Record listeners see each call's delivery attempt (1, 2, ...) as a `kafka_deliveryAttempt` header, a 4-byte big-endian integer (Spring's `deliveryAttemptHeader`); the `DeliveryAttempt` extractor has it either way. |
 //! | `kafka.listener.retry-topic.enabled` | `false` | Retry failed records through retry topics instead of in place (Spring's `@RetryableTopic`): `<topic>-retry-0`, `-retry-1`, ... then `<topic>-dlt`, consumed by a second container `<id>-retry` with the same handler; the main topic is not held up (per-key order is given up). Record listeners on named topics; the topics must exist. See `kafka_listener::retry_topic`. |
 //! | `kafka.listener.retry-topic.attempts` | `3` | Calls in all, the first on the main topic included: `attempts - 1` retry topics. |
 //! | `kafka.listener.retry-topic.backoff.delay` | `1s` | How long after its failure a record is due on the first retry topic. |

@@ -179,6 +179,11 @@ pub(crate) const KEYS: &[KeyDef] = &[
         Some("false"),
     ),
     def(
+        "kafka.listener.delivery-attempt-header",
+        Kind::Bool,
+        Some("false"),
+    ),
+    def(
         "kafka.listener.retry-topic.enabled",
         Kind::Bool,
         Some("false"),

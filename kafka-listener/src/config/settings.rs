@@ -182,6 +182,9 @@ pub struct ListenerSettings {
     /// `dead-letter.topic`: the dead-letter topic, `{topic}` standing for the record's topic;
     /// `None`: `{topic}.DLT`.
     pub dead_letter_topic: Option<String>,
+    /// `delivery-attempt-header`: record listeners see the delivery attempt as a
+    /// `kafka_deliveryAttempt` header (Spring's, a 4-byte integer).
+    pub delivery_attempt_header: bool,
     /// `retry-topic.enabled`: failed records are retried through retry topics, without
     /// blocking the main topic (see [`retry_topic`](crate::retry_topic)).
     pub retry_topic_enabled: bool,
@@ -231,6 +234,7 @@ impl ListenerSettings {
             max_buffered_bytes: 0,
             dead_letter_enabled: false,
             dead_letter_topic: None,
+            delivery_attempt_header: false,
             retry_topic_enabled: false,
             retry_topic_attempts: 1,
             retry_topic_backoff_delay: Duration::ZERO,
@@ -281,6 +285,7 @@ impl ListenerSettings {
             "max-buffered-bytes" => self.max_buffered_bytes = parse_size(value)?,
             "dead-letter.enabled" => self.dead_letter_enabled = parse_bool(value)?,
             "dead-letter.topic" => self.dead_letter_topic = text(value),
+            "delivery-attempt-header" => self.delivery_attempt_header = parse_bool(value)?,
             "retry-topic.enabled" => self.retry_topic_enabled = parse_bool(value)?,
             "retry-topic.attempts" => self.retry_topic_attempts = parse_uint(value, true)?,
             "retry-topic.backoff.delay" => self.retry_topic_backoff_delay = parse_duration(value)?,

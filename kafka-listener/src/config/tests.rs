@@ -898,6 +898,7 @@ fn defaults() {
         max_buffered_bytes: 64 << 20,
         dead_letter_enabled: false,
         dead_letter_topic: None,
+        delivery_attempt_header: false,
         retry_topic_enabled: false,
         retry_topic_attempts: 3,
         retry_topic_backoff_delay: Duration::from_secs(1),
@@ -1204,6 +1205,7 @@ kafka.listener.ack-mode = batch                      # default
 kafka.listener.ack-time = 5s                         # default
 kafka.listener.circuit-breaker.window = 100          # default
 kafka.listener.dead-letter.enabled = false           # default
+kafka.listener.delivery-attempt-header = false       # default
 kafka.listener.max-buffered-bytes = 64MB             # default
 kafka.listener.missing-topics-fatal = true           # default
 kafka.listener.on_order.concurrency = 4              # code spring.kafka.listener.on_order.concurrency=4

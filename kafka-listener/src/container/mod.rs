@@ -102,6 +102,8 @@ pub struct ContainerProperties {
     /// uncommitted) until then, but never longer than this delay and a second (a due time
     /// further ahead, from a skewed clock or a foreign producer, is logged and cut short).
     pub retry_topic_max_delay: Option<Duration>,
+    /// Record listeners see the delivery attempt as a `kafka_deliveryAttempt` header.
+    pub delivery_attempt_header: bool,
     /// Stops the listener when too many records are given up (default: none).
     pub circuit_breaker: Option<CircuitBreakerPolicy>,
     /// librdkafka properties for the consumers (bootstrap servers and passthrough). The
@@ -155,6 +157,7 @@ impl ContainerProperties {
             recoverer: None,
             not_retryable: None,
             retry_topic_max_delay: None,
+            delivery_attempt_header: false,
             circuit_breaker: None,
             client_config: vec![("bootstrap.servers".to_owned(), bootstrap_servers.to_owned())],
             client_id_prefix: listener_id.to_owned(),

@@ -112,6 +112,7 @@ impl ConsumerCore {
                 }),
                 not_retryable: self.props.not_retryable.clone(),
                 retry_topic_max_delay: self.props.retry_topic_max_delay,
+                delivery_attempt_header: self.props.delivery_attempt_header,
                 ack_mode: self.props.ack_mode,
                 counters: Arc::clone(&self.counters),
                 requests: self.requests_tx.clone(),

@@ -53,6 +53,8 @@ pub(crate) struct Worker {
     /// A retry-topic container (its longest delay): records not due yet wait (see
     /// `retry_topic`).
     pub(crate) retry_topic_max_delay: Option<Duration>,
+    /// Add the delivery attempt to the record as a `kafka_deliveryAttempt` header.
+    pub(crate) delivery_attempt_header: bool,
     pub(crate) ack_mode: AckMode,
     pub(crate) counters: Arc<Counters>,
     pub(crate) requests: std::sync::mpsc::Sender<ConsumerRequest>,
@@ -96,6 +98,9 @@ pub(super) enum Take {
 /// Longest wait without a wake-up before the worker looks at its queue again. A safety net
 /// only: librdkafka's callback and the consumer thread wake it whenever there is work.
 pub(super) const IDLE_CHECK: Duration = Duration::from_millis(500);
+
+/// Spring's header for the delivery attempt (`KafkaHeaders.DELIVERY_ATTEMPT`).
+const DELIVERY_ATTEMPT_HEADER: &str = "kafka_deliveryAttempt";
 
 /// Records taken from librdkafka per call.
 const TAKE_STEP: usize = 64;
@@ -581,8 +586,23 @@ impl Worker {
                 return Outcome::Done;
             }
         }
+        let header = self.delivery_attempt_header;
         let result = self
             .with_retries(record.offset, |cx| {
+                // Spring's `kafka_deliveryAttempt`, on a copy (the extractors borrow the
+                // record only while they extract).
+                let with_attempt;
+                let record = if header {
+                    let mut copy = record.clone();
+                    copy.headers.push(
+                        DELIVERY_ATTEMPT_HEADER.as_bytes(),
+                        Some(bytes::Bytes::copy_from_slice(&cx.attempt.to_be_bytes())),
+                    );
+                    with_attempt = copy;
+                    &with_attempt
+                } else {
+                    record
+                };
                 std::panic::catch_unwind(AssertUnwindSafe(|| f(record, cx)))
                     .map_err(|p| Err(panic_error(p)))
                     .and_then(|r| r.map_err(Ok))
