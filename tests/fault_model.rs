@@ -294,13 +294,7 @@ fn original_of(topic: &str, partition: i32, offset: i64, headers: &Headers) -> (
         .last_str(dlt_headers::ORIGINAL_TOPIC)
         .zip(headers.last(dlt_headers::ORIGINAL_PARTITION).flatten())
         .zip(headers.last(dlt_headers::ORIGINAL_OFFSET).flatten())
-        .and_then(|((t, p), o)| {
-            Some((
-                t.to_owned(),
-                i32::from_be_bytes(p.try_into().ok()?),
-                i64::from_be_bytes(o.try_into().ok()?),
-            ))
-        })
+        .and_then(|((t, p), o)| position_from(p, o).map(|(p, o)| (t.to_owned(), p, o)))
         .unwrap_or_else(|| (topic.to_owned(), partition, offset))
 }
 
@@ -646,7 +640,6 @@ async fn create_dlt(run: &Run, bs: &str, topic: &str) {
 /// Every dead letter the log records is in `<topic>.DLT`, with its original partition and
 /// offset in Spring's headers.
 async fn dead_letters_are_published(s: &Schedule, run: &Run, bs: &str, topic: &str) {
-    use kafka_listener::dead_letter::headers;
     let noted: HashSet<(i32, i64)> = run
         .log
         .lock()
@@ -666,14 +659,8 @@ async fn dead_letters_are_published(s: &Schedule, run: &Run, bs: &str, topic: &s
         let published: HashSet<(i32, i64)> = letters
             .iter()
             .map(|l| {
-                let partition = l
-                    .header(headers::ORIGINAL_PARTITION)
-                    .expect("partition header");
-                let offset = l.header(headers::ORIGINAL_OFFSET).expect("offset header");
-                (
-                    i32::from_be_bytes(partition.try_into().expect("4 bytes")),
-                    i64::from_be_bytes(offset.try_into().expect("8 bytes")),
-                )
+                l.original_position()
+                    .expect("4-byte partition and 8-byte offset headers")
             })
             .collect();
         if noted.is_subset(&published) || letters.len() < want {
@@ -857,14 +844,7 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
         )
         .await
         .iter()
-        .filter_map(|l| {
-            let p = l.header(dlt_headers::ORIGINAL_PARTITION)?;
-            let o = l.header(dlt_headers::ORIGINAL_OFFSET)?;
-            Some((
-                i32::from_be_bytes(p.try_into().ok()?),
-                i64::from_be_bytes(o.try_into().ok()?),
-            ))
-        })
+        .filter_map(ReadRecord::original_position)
         .collect()
     } else {
         HashSet::new()

@@ -590,18 +590,9 @@ async fn invalid_orders_from_a_go_client_go_to_the_dead_letter_topic_and_valid_o
         assert!(invalid(i), "{key} is valid but was dead-lettered");
         assert!(seen.insert(i), "{key} dead-lettered twice");
         assert_eq!(l.header_str(headers::ORIGINAL_TOPIC), Some(input.as_str()));
-        let partition = i32::from_be_bytes(
-            l.header(headers::ORIGINAL_PARTITION)
-                .expect("partition header")
-                .try_into()
-                .expect("4 bytes"),
-        );
-        let offset = i64::from_be_bytes(
-            l.header(headers::ORIGINAL_OFFSET)
-                .expect("offset header")
-                .try_into()
-                .expect("8 bytes"),
-        );
+        let (partition, offset) = l
+            .original_position()
+            .expect("4-byte partition and 8-byte offset headers");
         assert_eq!(partition, l.partition, "same partition as the original");
         assert!(
             (0..end[&partition]).contains(&offset),

@@ -102,14 +102,7 @@ impl NonRetryable {
 
     /// Whether `error`, or an error in its chain of sources, is marked non-retryable.
     pub fn is_in(error: &(dyn std::error::Error + 'static)) -> bool {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if e.is::<NonRetryable>() {
-                return true;
-            }
-            next = e.source();
-        }
-        false
+        find_in_chain::<NonRetryable>(error).is_some()
     }
 }
 
@@ -152,14 +145,7 @@ impl BatchListenerFailed {
 
     /// The index named by `error` or an error in its chain of sources.
     pub fn index_in(error: &(dyn std::error::Error + 'static)) -> Option<usize> {
-        let mut next = Some(error);
-        while let Some(e) = next {
-            if let Some(b) = e.downcast_ref::<BatchListenerFailed>() {
-                return Some(b.index);
-            }
-            next = e.source();
-        }
-        None
+        find_in_chain::<BatchListenerFailed>(error).map(|b| b.index)
     }
 }
 
@@ -173,6 +159,13 @@ impl std::error::Error for BatchListenerFailed {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         Some(&*self.source)
     }
+}
+
+/// The first error of type `T` in `error`'s chain of sources, `error` included.
+fn find_in_chain<'a, T: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    std::iter::successors(Some(error), |e| e.source()).find_map(|e| e.downcast_ref::<T>())
 }
 
 /// Why a record is handed to the recoverer.

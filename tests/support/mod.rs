@@ -375,6 +375,26 @@ impl ReadRecord {
     pub fn header_str(&self, name: &str) -> Option<&str> {
         self.header(name).and_then(|v| std::str::from_utf8(v).ok())
     }
+
+    /// The original partition and offset a dead letter or retry copy names (Spring's
+    /// `kafka_dlt-original-partition` and `-offset`); `None` if either is missing or of the
+    /// wrong width.
+    pub fn original_position(&self) -> Option<(i32, i64)> {
+        use kafka_listener::dead_letter::headers;
+        position_from(
+            self.header(headers::ORIGINAL_PARTITION)?,
+            self.header(headers::ORIGINAL_OFFSET)?,
+        )
+    }
+}
+
+/// A partition and offset as Spring encodes them in dead-letter headers: 4- and 8-byte
+/// big-endian integers.
+pub fn position_from(partition: &[u8], offset: &[u8]) -> Option<(i32, i64)> {
+    Some((
+        i32::from_be_bytes(partition.try_into().ok()?),
+        i64::from_be_bytes(offset.try_into().ok()?),
+    ))
 }
 
 /// Every record of `topic` from the beginning (no group), reading until `n` records arrived or
