@@ -853,6 +853,20 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
     // Phase 2: a clean application finishes the rest: everything from the committed offset
     // on must be finished again by it (phase 1 may have finished records it did not commit).
     run.chaos.store(false, Ordering::Release);
+    // Phase 2 runs on the same mock cluster: errors phase 1 injected and no request used up
+    // (commit errors injected while the container was paused, say) would fail its commits.
+    if let Some(cluster) = &run.cluster {
+        for api in [
+            RDKafkaApiKey::OffsetCommit,
+            RDKafkaApiKey::Fetch,
+            RDKafkaApiKey::Produce,
+            RDKafkaApiKey::OffsetFetch,
+        ] {
+            cluster
+                .clear_request_errors(api)
+                .expect("clear injected errors");
+        }
+    }
     if s.dlt_late && !s.steps.iter().any(|st| matches!(st, Step::CreateDlt)) {
         create_dlt(&run, bs, &topic).await;
     }

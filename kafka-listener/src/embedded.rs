@@ -16,6 +16,7 @@ use crate::{Error, Result};
 enum Command {
     CreateTopic(String, i32, mpsc::Sender<Result<()>>),
     RequestErrors(RDKafkaApiKey, Vec<RDKafkaRespErr>, mpsc::Sender<()>),
+    ClearRequestErrors(RDKafkaApiKey, mpsc::Sender<()>),
     Stop,
 }
 
@@ -58,6 +59,10 @@ impl EmbeddedCluster {
                         }
                         Command::RequestErrors(api, errors, reply) => {
                             cluster.request_errors(api, &errors);
+                            let _ = reply.send(());
+                        }
+                        Command::ClearRequestErrors(api, reply) => {
+                            cluster.clear_request_errors(api);
                             let _ = reply.send(());
                         }
                         Command::Stop => break,
@@ -110,6 +115,17 @@ impl EmbeddedCluster {
         let (tx, rx) = mpsc::channel();
         self.commands
             .send(Command::RequestErrors(api, errors.to_vec(), tx))
+            .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))?;
+        rx.recv()
+            .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))
+    }
+
+    /// Drops the errors still waiting for requests of kind `api` (injected with
+    /// [`inject_request_errors`](Self::inject_request_errors) and not used up yet).
+    pub fn clear_request_errors(&self, api: RDKafkaApiKey) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.commands
+            .send(Command::ClearRequestErrors(api, tx))
             .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))?;
         rx.recv()
             .map_err(|_| Error::Shutdown("embedded cluster stopped".into()))
