@@ -281,3 +281,55 @@ async fn the_delivery_attempt_header_is_added_when_asked() {
         "Spring's kafka_deliveryAttempt, a 4-byte integer per call"
     );
 }
+
+static ATTR_CALLS: Mutex<Vec<(u32, Instant)>> = Mutex::new(Vec::new());
+
+/// Always fails; the blocking retries come from the attribute.
+#[kafka_listener(
+    id = "blocking_attr",
+    topics = "blocking-attr",
+    group_id = "blocking-attr",
+    blocking_retry(attempts = 3, backoff = "60ms", multiplier = 2, max = "100ms")
+)]
+async fn blocking_attr(attempt: DeliveryAttempt) -> Result<(), BoxError> {
+    ATTR_CALLS
+        .lock()
+        .expect("calls")
+        .push((attempt.0, Instant::now()));
+    Err("downstream is down".into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blocking_retry_in_the_attribute_sets_attempts_and_back_off() {
+    init_logging();
+    let app = embedded_app("blocking_attr")
+        .start()
+        .await
+        .expect("starts on the embedded cluster");
+    app.producer()
+        .send("blocking-attr", "k", b"x")
+        .await
+        .expect("send to the embedded cluster");
+    wait_until(Duration::from_secs(30), "the record given up", || {
+        app.container("blocking_attr")
+            .is_some_and(|c| c.finished() >= 1)
+    })
+    .await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.listeners.recovered, 1, "given up after its retries");
+    let calls = ATTR_CALLS.lock().expect("calls").clone();
+    let attempts: Vec<u32> = calls.iter().map(|c| c.0).collect();
+    assert_eq!(
+        attempts,
+        [1, 2, 3],
+        "three calls in all, not the default ten"
+    );
+    let (first, second) = (calls[1].1 - calls[0].1, calls[2].1 - calls[1].1);
+    assert!(first >= Duration::from_millis(55), "first pause {first:?}");
+    // 60 ms x 2 = 120 ms, capped at 100 ms.
+    assert!(
+        second >= Duration::from_millis(95) && second < Duration::from_secs(2),
+        "second pause {second:?}"
+    );
+}

@@ -225,3 +225,125 @@ async fn the_retry_attribute_sets_up_retry_topics() {
     );
     assert!(calls[1].1 - calls[0].1 >= Duration::from_millis(280));
 }
+
+static SINGLE_CALLS: Mutex<Vec<Call>> = Mutex::new(Vec::new());
+
+/// Spring's single fixed-delay retry topic: `poison-*` always fails, `flaky-*` on its first
+/// two calls.
+#[kafka_listener(
+    id = "retried_single",
+    topics = "${rt3.topic}",
+    group_id = "${rt3.group}",
+    retry(attempts = 4, backoff = "500ms", single_topic = true)
+)]
+async fn retried_single(record: ConsumerRecord) -> Result<(), BoxError> {
+    let key = String::from_utf8_lossy(record.key().unwrap_or_default()).into_owned();
+    let attempt = record
+        .headers()
+        .last(headers::ATTEMPTS)
+        .flatten()
+        .map_or(1, |v| {
+            u32::from_be_bytes(v.try_into().expect("4-byte attempts"))
+        });
+    let calls = {
+        let mut all = SINGLE_CALLS.lock().expect("calls");
+        all.push((
+            key.clone(),
+            record.topic().to_owned(),
+            attempt,
+            Instant::now(),
+        ));
+        all.iter().filter(|c| c.0 == key).count()
+    };
+    if key.starts_with("poison") || (key.starts_with("flaky") && calls <= 2) {
+        return Err(format!("{key} failed").into());
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_delay_with_single_topic_retries_through_one_retry_topic() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (topic, group) = (unique("rt-single"), unique("rt-single-g"));
+    let retry = format!("{topic}-retry");
+    for t in [topic.clone(), retry.clone(), format!("{topic}-dlt")] {
+        create_topic(&bs, &t, 2).await;
+    }
+    produce_to(
+        &bs,
+        &topic,
+        0,
+        &[
+            ("poison-s".into(), b"p".to_vec()),
+            ("flaky-s".into(), b"f".to_vec()),
+        ],
+    )
+    .await;
+    let app = start_listener(
+        &bs,
+        "retried_single",
+        &[("rt3.topic", topic.as_str()), ("rt3.group", group.as_str())],
+    )
+    .await;
+    let letters = read_topic(&bs, &format!("{topic}-dlt"), 1, Duration::from_secs(60)).await;
+    let calls_of = |key: &str| -> Vec<Call> {
+        SINGLE_CALLS
+            .lock()
+            .expect("calls")
+            .iter()
+            .filter(|c| c.0 == key)
+            .cloned()
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(30),
+        "flaky handled on its third call",
+        || calls_of("flaky-s").len() == 3,
+    )
+    .await;
+    let report = app.shutdown().await;
+    assert!(report.is_clean(), "{report}");
+    assert_committed_at_end(&bs, &group, &topic, 2).await;
+    assert_committed_at_end(&bs, &group, &retry, 2).await;
+
+    let poison = calls_of("poison-s");
+    let topics: Vec<&str> = poison.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(
+        topics,
+        [topic.as_str(), &retry, &retry, &retry],
+        "the main topic, then the one retry topic for every retry"
+    );
+    let attempts: Vec<u32> = poison.iter().map(|c| c.2).collect();
+    assert_eq!(attempts, [1, 2, 3, 4], "Spring's attempts header");
+    for pair in poison.windows(2) {
+        let gap = pair[1].3 - pair[0].3;
+        assert!(
+            gap >= Duration::from_millis(480) && gap < Duration::from_secs(6),
+            "a retry after {gap:?}, expected about 500 ms"
+        );
+    }
+    let flaky: Vec<(String, u32)> = calls_of("flaky-s")
+        .into_iter()
+        .map(|c| (c.1, c.2))
+        .collect();
+    assert_eq!(
+        flaky,
+        [(topic.clone(), 1), (retry.clone(), 2), (retry.clone(), 3)]
+    );
+    assert_eq!(letters.len(), 1, "one dead letter");
+    assert_eq!(letters[0].key.as_deref(), Some(&b"poison-s"[..]));
+    assert_eq!(
+        letters[0]
+            .header(headers::ATTEMPTS)
+            .map(|v| u32::from_be_bytes(v.try_into().expect("4 bytes"))),
+        Some(5)
+    );
+    assert_eq!(
+        read_topic(&bs, &format!("{topic}-dlt"), 2, Duration::from_secs(2))
+            .await
+            .len(),
+        1,
+        "flaky was never dead-lettered"
+    );
+}

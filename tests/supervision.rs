@@ -261,3 +261,107 @@ async fn sigkill_during_a_nack_delay_in_record_mode_loses_nothing() {
     init_logging();
     sigkill_during_a_nack_delay_loses_nothing("record").await;
 }
+
+/// Retry topics, then SIGKILL while the failed records' copies wait for their due time: the
+/// restarted service handles every one of them (from the retry topic, or from the main topic
+/// if the original's commit did not happen before the kill), and committed = end after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_retry_topic_delay_loses_nothing() {
+    init_logging();
+    let Some(bs) = real_broker() else { return };
+    let (topic, group) = (unique("retry-kill"), unique("g"));
+    let retry0 = format!("{topic}-retry-0");
+    for t in [
+        topic.clone(),
+        retry0.clone(),
+        format!("{topic}-retry-1"),
+        format!("{topic}-dlt"),
+    ] {
+        create_topic(&bs, &t, 2).await;
+    }
+    let keys: HashSet<String> = produce_seq(&bs, &topic, 0, 200).await.into_iter().collect();
+    let sevens: HashSet<String> = keys.iter().filter(|k| k.ends_with('7')).cloned().collect();
+    assert_eq!(sevens.len(), 20);
+    let sets = vec![
+        "kafka.listener.probe.retry-topic.enabled=true".to_owned(),
+        "kafka.listener.probe.retry-topic.attempts=3".to_owned(),
+        // Long enough that every copy is still waiting when the kill comes.
+        "kafka.listener.probe.retry-topic.backoff.delay=10s".to_owned(),
+    ];
+    let failing = spawn_probe_with(&bs, &topic, &group, "fail-sevens", &sets);
+    let failed_keys = |p: &Probe| -> HashSet<String> {
+        let lines = p.lines.lock().expect("lines");
+        lines
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix("failed "))
+            .filter_map(|l| l.split(' ').nth(2).map(str::to_owned))
+            .collect()
+    };
+    wait_until(
+        Duration::from_secs(60),
+        "every record handled or failed once",
+        || {
+            let done: HashSet<String> = failing
+                .handled_keys()
+                .union(&failed_keys(&failing))
+                .cloned()
+                .collect();
+            done == keys
+        },
+    )
+    .await;
+    // Each failure's copy is published before its original may be committed; give the
+    // last ones a moment to be acknowledged (well inside the 10 s delay), then kill -9.
+    let last_failure = Instant::now();
+    while last_failure.elapsed() < Duration::from_millis(1500) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut failing = failing;
+    let status = Command::new("kill")
+        .args(["-KILL", &failing.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let _ = failing.child.wait();
+    let output = failing.output();
+    assert!(
+        !output.lines().any(|l| l.ends_with(&format!(" {retry0}"))),
+        "no copy was due before the kill; output:\n{output}"
+    );
+    let first_run = failing.handled_keys();
+    assert!(first_run.is_disjoint(&sevens), "the failing keys failed");
+
+    let healthy = spawn_probe_with(&bs, &topic, &group, "", &sets);
+    wait_until(
+        Duration::from_secs(90),
+        "every record, the failed ones included",
+        || {
+            let all: HashSet<String> = first_run.union(&healthy.handled_keys()).cloned().collect();
+            all == keys
+        },
+    )
+    .await;
+    let from_retry_topic: HashSet<String> = {
+        let lines = healthy.lines.lock().expect("lines");
+        lines
+            .iter()
+            .filter_map(|(_, l)| l.strip_prefix("handled "))
+            .filter(|l| l.ends_with(&format!(" {retry0}")))
+            .filter_map(|l| l.split(' ').nth(2).map(str::to_owned))
+            .collect()
+    };
+    let mut healthy = healthy;
+    healthy.sigterm();
+    let status = healthy.wait_exit(Duration::from_secs(60));
+    assert!(
+        status.success(),
+        "clean exit; output:\n{}",
+        healthy.output()
+    );
+    assert_committed_at_end(&bs, &group, &topic, 2).await;
+    assert_committed_at_end(&bs, &group, &retry0, 2).await;
+    eprintln!(
+        "{} of the 20 failed records came back from {retry0}, the rest from the main topic",
+        from_retry_topic.len()
+    );
+}

@@ -26,6 +26,7 @@ pub(crate) mod kw {
     pub(crate) const REBALANCE_LISTENER: &str = "rebalance_listener";
     pub(crate) const SEND_TO: &str = "send_to";
     pub(crate) const RETRY: &str = "retry";
+    pub(crate) const BLOCKING_RETRY: &str = "blocking_retry";
     pub(crate) const DEAD_LETTER: &str = "dead_letter";
 
     /// Every key, in the order the docs and error messages list them.
@@ -45,6 +46,7 @@ pub(crate) mod kw {
         REBALANCE_LISTENER,
         SEND_TO,
         RETRY,
+        BLOCKING_RETRY,
         DEAD_LETTER,
     ];
 
@@ -189,6 +191,13 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
             "`retry` (retry topics) applies to record listeners",
         ));
     }
+    let retry_topics = seen.contains(kw::RETRY);
+    if retry_topics && seen.contains(kw::BLOCKING_RETRY) {
+        errors.push(syn::Error::new(
+            Span::call_site(),
+            "give `retry` (retry topics: a failed record moves on, the partition goes on) or `blocking_retry` (the partition waits for the record's retries), not both",
+        ));
+    }
     if args.batch && args.send_to.is_some() {
         errors.push(syn::Error::new(
             Span::call_site(),
@@ -220,7 +229,16 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
 
 fn parse_entry(key: &'static str, meta: &Meta, args: &mut ListenerArgs) -> syn::Result<()> {
     if key == kw::RETRY {
-        return retry(meta, args);
+        return options(
+            meta,
+            args,
+            kw::RETRY,
+            Some("retry-topic.enabled"),
+            RETRY_OPTIONS,
+        );
+    }
+    if key == kw::BLOCKING_RETRY {
+        return options(meta, args, kw::BLOCKING_RETRY, None, BLOCKING_RETRY_OPTIONS);
     }
     if key == kw::DEAD_LETTER {
         args.settings
@@ -322,6 +340,9 @@ fn example(key: &str) -> &'static str {
         kw::REBALANCE_LISTENER => "rebalance_listener = MY_REBALANCE_LISTENER",
         kw::SEND_TO => "send_to = \"orders.accepted\"",
         kw::RETRY => "retry(attempts = 4, backoff = \"1s\", multiplier = 2, max = \"30s\")",
+        kw::BLOCKING_RETRY => {
+            "blocking_retry(attempts = 3, backoff = \"1s\", multiplier = 2, max = \"10s\", jitter = true)"
+        }
         kw::DEAD_LETTER => "dead_letter = \"{topic}.DLT\"",
         _ => "key = value",
     }
@@ -341,32 +362,77 @@ fn value<'a>(key: &str, meta: &'a Meta) -> syn::Result<&'a Expr> {
     }
 }
 
-/// `retry(attempts = 4, backoff = "1s", multiplier = 2, max = "30s")`: retry topics
-/// (`kafka.listener.<id>.retry-topic.*`); every option may be left out.
-fn retry(meta: &Meta, args: &mut ListenerArgs) -> syn::Result<()> {
+/// An option of `retry(...)` or `blocking_retry(...)`: its names, the listener key it sets
+/// (the suffix after `kafka.listener.<id>.`), and how a `true`/`false` is written there
+/// (`None`: a number or a string is expected).
+type OptionDef = (
+    &'static [&'static str],
+    &'static str,
+    Option<(&'static str, &'static str)>,
+);
+
+/// `retry(attempts = 4, backoff = "1s", multiplier = 2, max = "30s", single_topic = true)`:
+/// retry topics (`kafka.listener.<id>.retry-topic.*`).
+const RETRY_OPTIONS: &[OptionDef] = &[
+    (&["attempts"], "retry-topic.attempts", None),
+    (&["backoff", "delay"], "retry-topic.backoff.delay", None),
+    (&["multiplier"], "retry-topic.backoff.multiplier", None),
+    (&["max", "max_delay"], "retry-topic.backoff.max-delay", None),
+    (
+        &["single_topic"],
+        "retry-topic.same-interval-topic-reuse",
+        Some(("single-topic", "multiple-topics")),
+    ),
+];
+
+/// `blocking_retry(attempts = 3, backoff = "1s", multiplier = 2, max = "10s", jitter = true)`:
+/// retries in place, the partition waiting (`kafka.listener.<id>.retry.*`).
+const BLOCKING_RETRY_OPTIONS: &[OptionDef] = &[
+    (&["attempts"], "retry.attempts", None),
+    (&["backoff", "delay"], "retry.backoff.delay", None),
+    (&["multiplier"], "retry.backoff.multiplier", None),
+    (&["max", "max_delay"], "retry.backoff.max-delay", None),
+    (
+        &["jitter", "random"],
+        "retry.backoff.random",
+        Some(("true", "false")),
+    ),
+];
+
+/// `key(option = value, ...)` (or `key` alone): each option becomes a listener key; every
+/// option may be left out. `enable` is a key set to `true` by the attribute's presence.
+fn options(
+    meta: &Meta,
+    args: &mut ListenerArgs,
+    key: &'static str,
+    enable: Option<&str>,
+    table: &[OptionDef],
+) -> syn::Result<()> {
     let list = match meta {
         Meta::List(list) => list,
         Meta::Path(_) => {
-            args.settings
-                .push(("retry-topic.enabled".into(), "true".into()));
+            if let Some(enable) = enable {
+                args.settings.push((enable.into(), "true".into()));
+            }
             return Ok(());
         }
         Meta::NameValue(nv) => {
             return Err(syn::Error::new_spanned(
                 nv,
-                format!("write `retry` as `{}`", example(kw::RETRY)),
+                format!("write `{key}` as `{}`", example(key)),
             ))
         }
     };
     let items = list.parse_args_with(Punctuated::<Meta, Token![,]>::parse_terminated)?;
-    args.settings
-        .push(("retry-topic.enabled".into(), "true".into()));
+    if let Some(enable) = enable {
+        args.settings.push((enable.into(), "true".into()));
+    }
     let mut errors = Errors::default();
     for item in &items {
         let Meta::NameValue(nv) = item else {
             errors.push(syn::Error::new_spanned(
                 item,
-                format!("expected `option = value`: `{}`", example(kw::RETRY)),
+                format!("expected `option = value`: `{}`", example(key)),
             ));
             continue;
         };
@@ -375,33 +441,41 @@ fn retry(meta: &Meta, args: &mut ListenerArgs) -> syn::Result<()> {
             .get_ident()
             .map(ToString::to_string)
             .unwrap_or_default();
-        let suffix = match name.as_str() {
-            "attempts" => "retry-topic.attempts",
-            "backoff" | "delay" => "retry-topic.backoff.delay",
-            "multiplier" => "retry-topic.backoff.multiplier",
-            "max" | "max_delay" => "retry-topic.backoff.max-delay",
-            _ => {
-                errors.push(syn::Error::new_spanned(
-                    &nv.path,
-                    format!("unknown retry option `{name}`; expected attempts, backoff, multiplier, max"),
-                ));
-                continue;
-            }
+        let Some((_, suffix, flag)) = table
+            .iter()
+            .find(|(names, _, _)| names.contains(&name.as_str()))
+        else {
+            let known: Vec<&str> = table.iter().map(|(names, _, _)| names[0]).collect();
+            errors.push(syn::Error::new_spanned(
+                &nv.path,
+                format!(
+                    "unknown {key} option `{name}`; expected {}",
+                    known.join(", ")
+                ),
+            ));
+            continue;
         };
         let expr = ungroup(&nv.value);
-        let value = match lit(expr) {
-            Some(Lit::Int(i)) => Ok(i.base10_digits().to_owned()),
-            Some(Lit::Float(f)) => Ok(f.base10_digits().to_owned()),
-            Some(Lit::Str(s)) => check_placeholders(&s.value())
+        let value = match (lit(expr), flag) {
+            (Some(Lit::Bool(b)), Some((yes, no))) => {
+                Ok(if b.value { *yes } else { *no }.to_owned())
+            }
+            (Some(Lit::Int(i)), None) => Ok(i.base10_digits().to_owned()),
+            (Some(Lit::Float(f)), None) => Ok(f.base10_digits().to_owned()),
+            (Some(Lit::Str(s)), _) => check_placeholders(&s.value())
                 .map(|_| s.value())
                 .map_err(|m| syn::Error::new_spanned(s, m)),
+            (_, Some(_)) => Err(syn::Error::new_spanned(
+                expr,
+                format!("`{name}` expects true or false: `{}`", example(key)),
+            )),
             _ => Err(syn::Error::new_spanned(
                 expr,
-                format!("expected a number or a string: `{}`", example(kw::RETRY)),
+                format!("expected a number or a string: `{}`", example(key)),
             )),
         };
         match value {
-            Ok(value) => args.settings.push((suffix.into(), value)),
+            Ok(value) => args.settings.push(((*suffix).into(), value)),
             Err(e) => errors.push(e),
         }
     }

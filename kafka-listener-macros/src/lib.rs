@@ -49,7 +49,8 @@ use proc_macro::TokenStream;
 /// | `client_id_prefix` | `"prefix"` | none (librdkafka's default `client.id`) | `clientIdPrefix` |
 /// | `rebalance_listener` | path of a `static` implementing `RebalanceListener` | none | container's `ConsumerRebalanceListener` |
 /// | `send_to` | `"topic"`: the handler's return value is sent there, keyed like the input; the input is finished once every forward was acknowledged; record listeners | none | `@SendTo` |
-/// | `retry` | `retry(attempts = 4, backoff = "1s", multiplier = 2, max = "30s")` (each option optional): retry topics, `kafka.listener.<id>.retry-topic.*`; record listeners | off | `@RetryableTopic` |
+/// | `retry` | `retry(attempts = 4, backoff = "1s", multiplier = 2, max = "30s", single_topic = false)` (each option optional): retry topics, `kafka.listener.<id>.retry-topic.*`; `single_topic = true`: retries with equal delays share one topic (`<topic>-retry` for a fixed delay); record listeners | off | `@RetryableTopic` (`sameIntervalTopicReuseStrategy`) |
+/// | `blocking_retry` | `blocking_retry(attempts = 3, backoff = "1s", multiplier = 2, max = "10s", jitter = true)` (each option optional): retries in place while only the failing partition waits, `kafka.listener.<id>.retry.*`; not with `retry` | `kafka.listener.retry.*` (10 attempts, 1 s) | `DefaultErrorHandler` with a `BackOff` |
 /// | `dead_letter` | flag, `true`/`false`, or a topic (`"{topic}.DLT"`): `kafka.listener.<id>.dead-letter.*` | off | `DeadLetterPublishingRecoverer` |
 ///
 /// Values are checked at compile time and registered as written; configuration

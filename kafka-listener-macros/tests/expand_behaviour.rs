@@ -290,6 +290,53 @@ async fn on_payment(value: String) {
     let _ = value;
 }
 
+#[kafka_listener(
+    id = "blocking",
+    topics = "payments",
+    blocking_retry(
+        attempts = 3,
+        backoff = "500ms",
+        multiplier = 1.5,
+        max = "5s",
+        jitter = true
+    )
+)]
+async fn on_payment_blocking(value: String) {
+    let _ = value;
+}
+
+#[kafka_listener(
+    id = "single-retry-topic",
+    topics = "payments",
+    retry(attempts = 4, backoff = "2s", single_topic = true)
+)]
+async fn on_payment_single(value: String) {
+    let _ = value;
+}
+
+#[test]
+fn blocking_retry_and_single_topic_register_listener_keys_as_written() {
+    assert_eq!(
+        listener("blocking").settings,
+        &[
+            ("retry.attempts", "3"),
+            ("retry.backoff.delay", "500ms"),
+            ("retry.backoff.multiplier", "1.5"),
+            ("retry.backoff.max-delay", "5s"),
+            ("retry.backoff.random", "true"),
+        ]
+    );
+    assert_eq!(
+        listener("single-retry-topic").settings,
+        &[
+            ("retry-topic.enabled", "true"),
+            ("retry-topic.attempts", "4"),
+            ("retry-topic.backoff.delay", "2s"),
+            ("retry-topic.same-interval-topic-reuse", "single-topic"),
+        ]
+    );
+}
+
 #[test]
 fn retry_and_dead_letter_register_listener_keys_as_written() {
     let def = listener("error-handling");

@@ -41,6 +41,35 @@ pub fn retry_topics(topic: &str, attempts: u32) -> Vec<String> {
         .collect()
 }
 
+/// The topic each retry of `topic` goes to, in order (the copy after call n is at index
+/// n - 1), for the back-off `policy` (whose `attempts` counts every call).
+///
+/// With `single_topic` (Spring's `SameIntervalTopicReuseStrategy.SINGLE_TOPIC`) retries that
+/// wait as long as the one before them reuse its topic: a fixed back-off has one retry topic,
+/// `<topic>-retry`; an exponential one capped by its longest pause has `<topic>-retry-0`, ...,
+/// `<topic>-retry-k`, the last reused by every retry that waits the longest pause. Without,
+/// each retry has its own topic, `<topic>-retry-<n>` (Spring's default).
+pub fn retry_chain(topic: &str, policy: &RetryPolicy, single_topic: bool) -> Vec<String> {
+    let retries = policy.attempts.saturating_sub(1);
+    if !single_topic {
+        return retry_topics(topic, policy.attempts);
+    }
+    let pauses: Vec<Duration> = (1..=retries).map(|n| policy.pause(n, 1.0)).collect();
+    // The trailing run of equal pauses shares the topic of its first retry.
+    let Some(mut first_of_run) = pauses.len().checked_sub(1) else {
+        return Vec::new();
+    };
+    while first_of_run > 0 && pauses[first_of_run - 1] == pauses[first_of_run] {
+        first_of_run -= 1;
+    }
+    if first_of_run == 0 {
+        return vec![format!("{topic}-retry"); pauses.len()];
+    }
+    (0..pauses.len())
+        .map(|i| format!("{topic}-retry-{}", i.min(first_of_run)))
+        .collect()
+}
+
 /// The dead-letter topic behind `topic`'s retry topics.
 pub fn retry_dlt(topic: &str) -> String {
     format!("{topic}-dlt")
@@ -100,6 +129,8 @@ pub struct RetryTopicRecoverer {
     /// The main topics (a record's place in the chain comes from its topic's name, not from
     /// headers it may have brought along).
     main_topics: Vec<String>,
+    /// Retries with equal pauses share a topic (see [`retry_chain`]).
+    single_topic: bool,
 }
 
 impl RetryTopicRecoverer {
@@ -114,9 +145,25 @@ impl RetryTopicRecoverer {
         RetryTopicRecoverer {
             publisher: DeadLetterPublisher::new(producer, group_id),
             attempts: attempts.max(1),
-            backoff,
+            backoff: RetryPolicy {
+                attempts: attempts.max(1),
+                ..backoff
+            },
             main_topics: Vec::new(),
+            single_topic: false,
         }
+    }
+
+    /// Retries that wait as long as the one before them reuse its topic (Spring's
+    /// `SameIntervalTopicReuseStrategy.SINGLE_TOPIC`; see [`retry_chain`]).
+    pub fn single_topic_for_same_intervals(mut self, single: bool) -> Self {
+        self.single_topic = single;
+        self
+    }
+
+    /// The topic of each retry of `main`, in order.
+    fn chain(&self, main: &str) -> Vec<String> {
+        retry_chain(main, &self.backoff, self.single_topic)
     }
 
     /// The listener's main topics. A record on one of them is on its first attempt, whatever
@@ -134,13 +181,19 @@ impl RetryTopicRecoverer {
             return (topic.to_owned(), 1);
         }
         for main in &self.main_topics {
-            let index = topic
-                .strip_prefix(main.as_str())
-                .and_then(|rest| rest.strip_prefix("-retry-"))
-                .and_then(|n| n.parse::<u32>().ok());
-            if let Some(n) = index {
-                return (main.clone(), n + 2);
-            }
+            let chain = self.chain(main);
+            let Some(first) = chain.iter().position(|t| t == topic) else {
+                continue;
+            };
+            let last = chain.iter().rposition(|t| t == topic).unwrap_or(first);
+            // A topic of one retry says which; a shared one leaves it to the copy's header
+            // (written by the recoverer that sent it there), within the topic's range.
+            let attempt = if first == last {
+                first as u32 + 2
+            } else {
+                attempt_of(record).clamp(first as u32 + 2, last as u32 + 2)
+            };
+            return (main.clone(), attempt);
         }
         let base = record
             .headers()
@@ -153,10 +206,10 @@ impl RetryTopicRecoverer {
         let (base, attempt) = self.place(record);
         let retry = !matches!(failure, Failure::Decode(_) | Failure::NotRetryable { .. })
             && attempt < self.attempts;
-        let topic = if retry {
-            format!("{base}-retry-{}", attempt - 1)
-        } else {
-            retry_dlt(&base)
+        // The copy after call n goes to the chain's topic n - 1.
+        let topic = match self.chain(&base).get(attempt as usize - 1) {
+            Some(next) if retry => next.clone(),
+            _ => retry_dlt(&base),
         };
         let mut letter = self.publisher.dead_letter(record, failure, topic);
         let original_ts = record
@@ -219,6 +272,37 @@ mod tests {
     }
 
     #[test]
+    fn a_single_topic_serves_retries_with_equal_delays() {
+        let fixed = RetryPolicy::fixed(4, Duration::from_secs(1));
+        assert_eq!(retry_chain("orders", &fixed, true), ["orders-retry"; 3]);
+        assert_eq!(
+            retry_chain("orders", &fixed, false),
+            retry_topics("orders", 4)
+        );
+        // 1 s, 2 s, 4 s, 5 s, 5 s: the two longest pauses share the fourth topic.
+        let capped =
+            RetryPolicy::exponential(6, Duration::from_secs(1), 2.0, Duration::from_secs(5));
+        assert_eq!(
+            retry_chain("orders", &capped, true),
+            [
+                "orders-retry-0",
+                "orders-retry-1",
+                "orders-retry-2",
+                "orders-retry-3",
+                "orders-retry-3"
+            ]
+        );
+        // Growing pauses: a topic each, as without reuse.
+        let growing =
+            RetryPolicy::exponential(4, Duration::from_secs(1), 2.0, Duration::from_secs(60));
+        assert_eq!(
+            retry_chain("orders", &growing, true),
+            retry_topics("orders", 4)
+        );
+        assert!(retry_chain("orders", &RetryPolicy::fixed(1, Duration::ZERO), true).is_empty());
+    }
+
+    #[test]
     fn retry_topics_are_numbered_from_zero() {
         assert_eq!(
             retry_topics("orders", 3),
@@ -246,6 +330,38 @@ mod tests {
         assert_eq!(r.place(&foreign), ("orders".to_owned(), 1));
         let copy = ConsumerRecord::new("orders-retry-1", 0, 0);
         assert_eq!(r.place(&copy), ("orders".to_owned(), 3));
+    }
+
+    #[test]
+    fn on_a_shared_retry_topic_the_attempt_comes_from_the_copys_header_within_its_range() {
+        let producer = crate::ProducerTemplate::from_producer(
+            rdkafka::ClientConfig::new()
+                .set("bootstrap.servers", "127.0.0.1:1")
+                .create()
+                .expect("producer"),
+            true,
+        );
+        let r = RetryTopicRecoverer::new(
+            producer,
+            "g",
+            5,
+            RetryPolicy::fixed(5, Duration::from_secs(1)),
+        )
+        .single_topic_for_same_intervals(true)
+        .for_topics(vec!["orders".into()]);
+        let at = |attempt: u32| {
+            ConsumerRecord::new("orders-retry", 0, 0)
+                .with_header(headers::ATTEMPTS, Some(attempt.to_be_bytes().to_vec()))
+        };
+        assert_eq!(r.place(&at(3)), ("orders".to_owned(), 3));
+        assert_eq!(r.place(&at(5)), ("orders".to_owned(), 5));
+        // Out of the topic's range (2..=5): clamped, never past the last attempt.
+        assert_eq!(r.place(&at(1)), ("orders".to_owned(), 2));
+        assert_eq!(r.place(&at(9)), ("orders".to_owned(), 5));
+        assert_eq!(
+            r.place(&ConsumerRecord::new("orders-retry", 0, 0)),
+            ("orders".to_owned(), 2)
+        );
     }
 
     #[test]

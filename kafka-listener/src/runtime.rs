@@ -504,7 +504,7 @@ impl ApplicationBuilder {
             plan.props.recoverer = match (custom, &plan.dead_letter) {
                 (Some((_, make)), _) => Some((make.0)(&producer, &plan.props.group_id)),
                 _ if plan.retry_topic.is_some() => {
-                    let (attempts, backoff) = plan.retry_topic.unwrap_or_default();
+                    let (backoff, single_topic) = plan.retry_topic.unwrap_or_default();
                     let base = plan
                         .props
                         .listener_id
@@ -520,9 +520,10 @@ impl ApplicationBuilder {
                         crate::retry_topic::RetryTopicRecoverer::new(
                             producer.clone(),
                             &plan.props.group_id,
-                            attempts,
+                            backoff.attempts,
                             backoff,
                         )
+                        .single_topic_for_same_intervals(single_topic)
                         .for_topics(main_topics),
                     ) as Arc<dyn Recoverer>)
                 }
@@ -615,8 +616,9 @@ struct ListenerPlan {
     dead_letter: Option<String>,
     /// Where the handler's return value goes, placeholders resolved.
     send_to: Option<String>,
-    /// Retry topics: calls in all, and the delays.
-    retry_topic: Option<(u32, RetryPolicy)>,
+    /// Retry topics: calls in all and the delays (the policy), and whether retries with the
+    /// same delay share a topic.
+    retry_topic: Option<(RetryPolicy, bool)>,
 }
 
 /// A value set for this listener in the configuration (`kafka.listener.<id>.<key>`) wins over
@@ -853,7 +855,6 @@ fn plan_listener(
     }
     let retry_topic = ls.retry_topic_enabled.then(|| {
         (
-            ls.retry_topic_attempts,
             RetryPolicy::exponential(
                 ls.retry_topic_attempts,
                 ls.retry_topic_backoff_delay,
@@ -861,10 +862,11 @@ fn plan_listener(
                 ls.retry_topic_backoff_max_delay
                     .max(ls.retry_topic_backoff_delay),
             ),
+            ls.retry_topic_single_topic,
         )
     });
     let mut retry_plan = None;
-    if let Some((attempts, _)) = retry_topic {
+    if let Some((policy, single_topic)) = &retry_topic {
         let refuse = |why: &str| Error::Listener {
             id: id.into(),
             message: format!("retry-topic.enabled: {why}"),
@@ -888,9 +890,10 @@ fn plan_listener(
         retries.topics = props
             .topics
             .iter()
-            .flat_map(|t| crate::retry_topic::retry_topics(t, attempts))
+            .flat_map(|t| crate::retry_topic::retry_chain(t, policy, *single_topic))
             .collect();
-        retries.retry_topic_max_delay = retry_topic.map(|(_, b)| b.max_backoff);
+        retries.topics.dedup();
+        retries.retry_topic_max_delay = Some(policy.max_backoff);
         retries.rebalance_listener = None;
         if !retries.topics.is_empty() {
             retry_plan = Some(ListenerPlan {

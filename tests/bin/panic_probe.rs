@@ -4,8 +4,11 @@
 //! - `consumer-thread`: after 50 records, the consumer thread panics (fault injection);
 //! - `rebalance-listener`: the `RebalanceListener` panics on assignment (a user bug);
 //! - `nack`: the record at offset 1500 of partition 0 is nacked once with a 30 s delay (the
-//!   test kills the process during it); it is not printed as handled.
+//!   test kills the process during it); it is not printed as handled;
+//! - `fail-sevens`: records whose key ends in `7` fail (printed as `failed …`), for the
+//!   retry-topic test that kills the process while their copies wait for their due time.
 //!
+//! Every handled record is printed as `handled <partition> <offset> <key> <topic>`.
 //! Topic and group come from `--set probe.topic=… --set probe.group=…`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,8 +17,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use kafka_listener::{
-    kafka_listener, Acknowledgment, AssignmentSeeker, Key, ListenerRegistry, RebalanceListener,
-    RecordMeta, TopicPartition,
+    kafka_listener, Acknowledgment, AssignmentSeeker, BoxError, Key, ListenerRegistry,
+    RebalanceListener, RecordMeta, TopicPartition,
 };
 
 static NACKED: AtomicBool = AtomicBool::new(false);
@@ -50,7 +53,7 @@ async fn probe(
     key: Key<String>,
     registry: ListenerRegistry,
     ack: Acknowledgment,
-) {
+) -> Result<(), BoxError> {
     if mode() == "nack"
         && meta.partition == 0
         && meta.offset == 1500
@@ -58,13 +61,24 @@ async fn probe(
     {
         println!("nacked {} {} {}", meta.partition, meta.offset, key.as_str());
         ack.nack(Duration::from_secs(30));
-        return;
+        return Ok(());
+    }
+    if mode() == "fail-sevens" && key.as_str().ends_with('7') {
+        println!(
+            "failed {} {} {} {}",
+            meta.partition,
+            meta.offset,
+            key.as_str(),
+            meta.topic
+        );
+        return Err(format!("probe: {} fails", key.as_str()).into());
     }
     println!(
-        "handled {} {} {}",
+        "handled {} {} {} {}",
         meta.partition,
         meta.offset,
-        key.as_str()
+        key.as_str(),
+        meta.topic
     );
     let n = HANDLED.fetch_add(1, Ordering::SeqCst) + 1;
     if n == 50 && mode() == "consumer-thread" {
@@ -73,6 +87,7 @@ async fn probe(
             container.inject_consumer_panic();
         }
     }
+    Ok(())
 }
 
 fn main() -> std::process::ExitCode {

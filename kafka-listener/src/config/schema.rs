@@ -36,6 +36,8 @@ pub(crate) enum Kind {
     Multiplier,
     /// A share above 0 and below 1 (`0.5`).
     Ratio,
+    /// `single-topic` or `multiple-topics`.
+    TopicReuse,
 }
 
 impl Kind {
@@ -72,6 +74,7 @@ impl Kind {
             Kind::Compression => settings::parse_compression(value).map(drop),
             Kind::Multiplier => settings::parse_multiplier(value).map(drop),
             Kind::Ratio => settings::parse_ratio(value).map(drop),
+            Kind::TopicReuse => settings::parse_topic_reuse(value).map(drop),
         }
     }
 }
@@ -207,6 +210,11 @@ pub(crate) const KEYS: &[KeyDef] = &[
         "kafka.listener.retry-topic.backoff.max-delay",
         Kind::Duration,
         Some("30s"),
+    ),
+    def(
+        "kafka.listener.retry-topic.same-interval-topic-reuse",
+        Kind::TopicReuse,
+        Some("multiple-topics"),
     ),
     def(
         "kafka.listener.dead-letter.enabled",

@@ -196,6 +196,9 @@ pub struct ListenerSettings {
     pub retry_topic_backoff_multiplier: f64,
     /// `retry-topic.backoff.max-delay`: the longest delay.
     pub retry_topic_backoff_max_delay: Duration,
+    /// `retry-topic.same-interval-topic-reuse=single-topic`: retries with the same delay as
+    /// the one before them share its topic (a fixed back-off: one `<topic>-retry`).
+    pub retry_topic_single_topic: bool,
     /// `circuit-breaker.consecutive`: trip after this many records in a row were given up.
     pub circuit_breaker_consecutive: Option<u32>,
     /// `circuit-breaker.ratio`: trip when more than this share of the last `window` records
@@ -240,6 +243,7 @@ impl ListenerSettings {
             retry_topic_backoff_delay: Duration::ZERO,
             retry_topic_backoff_multiplier: 1.0,
             retry_topic_backoff_max_delay: Duration::ZERO,
+            retry_topic_single_topic: false,
             circuit_breaker_consecutive: None,
             circuit_breaker_ratio: None,
             circuit_breaker_window: 1,
@@ -294,6 +298,9 @@ impl ListenerSettings {
             }
             "retry-topic.backoff.max-delay" => {
                 self.retry_topic_backoff_max_delay = parse_duration(value)?
+            }
+            "retry-topic.same-interval-topic-reuse" => {
+                self.retry_topic_single_topic = parse_topic_reuse(value)?
             }
             "circuit-breaker.consecutive" => {
                 self.circuit_breaker_consecutive = Some(parse_uint(value, true)?)
@@ -588,6 +595,16 @@ pub(crate) fn parse_ratio(value: &str) -> Result<f64, String> {
         .ok()
         .filter(|r| r.is_finite() && *r > 0.0 && *r < 1.0)
         .ok_or_else(|| "expected a share above 0 and below 1 (0.5 for half)".to_owned())
+}
+
+/// Spring's `SameIntervalTopicReuseStrategy`: `single-topic` (true) or `multiple-topics`
+/// (`SINGLE_TOPIC` and `MULTIPLE_TOPICS` are read too).
+pub(crate) fn parse_topic_reuse(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().replace('_', "-").as_str() {
+        "single-topic" => Ok(true),
+        "multiple-topics" => Ok(false),
+        _ => Err("expected single-topic or multiple-topics".to_owned()),
+    }
 }
 
 /// A back-off multiplier: a finite number of at least 1.

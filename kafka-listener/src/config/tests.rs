@@ -904,6 +904,7 @@ fn defaults() {
         retry_topic_backoff_delay: Duration::from_secs(1),
         retry_topic_backoff_multiplier: 1.0,
         retry_topic_backoff_max_delay: Duration::from_secs(30),
+        retry_topic_single_topic: false,
         circuit_breaker_consecutive: None,
         circuit_breaker_ratio: None,
         circuit_breaker_window: 100,
