@@ -1196,34 +1196,35 @@ fn dump_lists_effective_values_sorted_and_aligned() {
     assert_eq!(
         config.dump(),
         "\
-kafka.admin.operation-timeout = 10s                  # default
-kafka.bootstrap-servers = localhost:9092             # default
-kafka.consumer.auto-offset-reset = earliest          # default
-kafka.consumer.group-id = orders                     # code kafka.consumer.group-id=orders
-kafka.consumer.max-poll-records = 500                # default
-kafka.listener.ack-count = 1                         # default
-kafka.listener.ack-mode = batch                      # default
-kafka.listener.ack-time = 5s                         # default
-kafka.listener.circuit-breaker.window = 100          # default
-kafka.listener.dead-letter.enabled = false           # default
-kafka.listener.delivery-attempt-header = false       # default
-kafka.listener.max-buffered-bytes = 64MB             # default
-kafka.listener.missing-topics-fatal = true           # default
-kafka.listener.on_order.concurrency = 4              # code spring.kafka.listener.on_order.concurrency=4
-kafka.listener.poll-timeout = 100ms                  # default
-kafka.listener.retry-topic.attempts = 3              # default
-kafka.listener.retry-topic.backoff.delay = 1s        # default
-kafka.listener.retry-topic.backoff.max-delay = 30s   # default
-kafka.listener.retry-topic.backoff.multiplier = 1    # default
-kafka.listener.retry-topic.enabled = false           # default
-kafka.listener.retry.attempts = 10                   # default
-kafka.listener.retry.backoff.delay = 1s              # default
-kafka.listener.retry.backoff.max-delay = 30s         # default
-kafka.listener.retry.backoff.multiplier = 1          # default
-kafka.listener.retry.backoff.random = false          # default
-kafka.listener.revoke-timeout = 15s                  # default
-kafka.listener.shutdown-timeout = 30s                # default
-kafka.producer.acks = all                            # default
+kafka.admin.operation-timeout = 10s                                      # default
+kafka.bootstrap-servers = localhost:9092                                 # default
+kafka.consumer.auto-offset-reset = earliest                              # default
+kafka.consumer.group-id = orders                                         # code kafka.consumer.group-id=orders
+kafka.consumer.max-poll-records = 500                                    # default
+kafka.listener.ack-count = 1                                             # default
+kafka.listener.ack-mode = batch                                          # default
+kafka.listener.ack-time = 5s                                             # default
+kafka.listener.circuit-breaker.window = 100                              # default
+kafka.listener.dead-letter.enabled = false                               # default
+kafka.listener.delivery-attempt-header = false                           # default
+kafka.listener.max-buffered-bytes = 64MB                                 # default
+kafka.listener.missing-topics-fatal = true                               # default
+kafka.listener.on_order.concurrency = 4                                  # code spring.kafka.listener.on_order.concurrency=4
+kafka.listener.poll-timeout = 100ms                                      # default
+kafka.listener.retry-topic.attempts = 3                                  # default
+kafka.listener.retry-topic.backoff.delay = 1s                            # default
+kafka.listener.retry-topic.backoff.max-delay = 30s                       # default
+kafka.listener.retry-topic.backoff.multiplier = 1                        # default
+kafka.listener.retry-topic.enabled = false                               # default
+kafka.listener.retry-topic.same-interval-topic-reuse = multiple-topics   # default
+kafka.listener.retry.attempts = 10                                       # default
+kafka.listener.retry.backoff.delay = 1s                                  # default
+kafka.listener.retry.backoff.max-delay = 30s                             # default
+kafka.listener.retry.backoff.multiplier = 1                              # default
+kafka.listener.retry.backoff.random = false                              # default
+kafka.listener.revoke-timeout = 15s                                      # default
+kafka.listener.shutdown-timeout = 30s                                    # default
+kafka.producer.acks = all                                                # default
 "
     );
 }
