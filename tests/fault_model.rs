@@ -17,7 +17,10 @@
 //! Half the schedules publish given-up records to a dead-letter topic: some records fail on
 //! every attempt (poison) and must then be finished or dead-lettered, never lost; in some of
 //! those the dead-letter topic appears only later (its partition must wait, uncommitted), and
-//! on the embedded cluster produce requests fail now and then.
+//! on the embedded cluster produce requests fail now and then. A third of those run with the
+//! circuit breaker tripping on every given-up record (`circuit-breaker.consecutive=1`), closed
+//! after 100 ms or by a [`Step::ResetBreaker`]: a record about to be given up then waits,
+//! uncommitted, through stops, rebalances and seeks.
 //!
 //! Every case prints its seed. A failure prints the command that replays it. Environment:
 //! `MODEL_SEED` (first seed; default: from the clock), `MODEL_CASES` / `MODEL_BROKER_CASES`
@@ -348,6 +351,9 @@ struct Schedule {
     /// Given-up records go through retry topics (real broker, group listener): three calls
     /// in all, then `<topic>-dlt`.
     retry_topics: bool,
+    /// The circuit breaker trips on every given-up record and closes after 100 ms (or at a
+    /// [`Step::ResetBreaker`]).
+    breaker: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -370,6 +376,8 @@ enum Step {
     CreateDlt,
     /// The next produce requests fail (embedded; dead letters are sent meanwhile).
     ProduceErrors(u8),
+    /// The circuit breaker is closed by command.
+    ResetBreaker,
 }
 
 const MODES: [&str; 7] = [
@@ -419,6 +427,7 @@ impl Schedule {
             dead_letter: false,
             dlt_late: false,
             retry_topics: false,
+            breaker: false,
         };
         // Paused before the first record is taken (drawn last: earlier seeds keep their
         // other draws).
@@ -439,6 +448,14 @@ impl Schedule {
             schedule.retry_topics = true;
             schedule.dlt_late = false;
             schedule.steps.retain(|s| !matches!(s, Step::CreateDlt));
+        }
+        // Drawn last, so earlier seeds keep their other draws.
+        schedule.breaker = schedule.dead_letter && rng.u32(0..3) == 0;
+        if schedule.breaker {
+            for _ in 0..rng.usize(1..3) {
+                let at = rng.usize(0..=schedule.steps.len());
+                schedule.steps.insert(at, Step::ResetBreaker);
+            }
         }
         schedule
     }
@@ -483,6 +500,11 @@ async fn start_app(s: &Schedule, bs: &str, topic: &str, group: &str) -> Applicat
         b = b.recoverer(s.listener, |producer, group| NotingPublisher {
             inner: DeadLetterPublisher::new(producer.clone(), group),
         });
+    }
+    if s.breaker {
+        b = b
+            .set("kafka.listener.circuit-breaker.consecutive", 1)
+            .set("kafka.listener.circuit-breaker.reset-after", "100ms");
     }
     if s.listener == "model_group" {
         b = b
@@ -580,6 +602,7 @@ async fn drive(
                 *produced += n;
             }
             Step::CreateDlt => create_dlt(run, bs, topic).await,
+            Step::ResetBreaker => container.reset_circuit_breaker(),
             Step::ProduceErrors(n) => {
                 if let Some(cluster) = &run.cluster {
                     let errors =
@@ -601,6 +624,21 @@ async fn drive(
         "seed {}: a consumer died: {report}",
         s.seed
     );
+    // Tripping on every given-up record: one dead letter of this application means a trip
+    // (the embedded schedules have no second application to have given it up).
+    if s.breaker && run.cluster.is_some() && !s.retry_topics {
+        let dead_lettered = run
+            .log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|(_, _, e)| *e == Event::DeadLettered);
+        assert!(
+            !dead_lettered || container.circuit_breaker_trips() > 0,
+            "seed {}: a record was given up and the breaker never tripped",
+            s.seed
+        );
+    }
     dup_allowed |= report.listeners.handlers_cut_off > 0 || report.listeners.commit_failures > 0;
     dup_allowed
 }
@@ -909,7 +947,7 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
     }
     check(&s, &run, dup_allowed, &end);
     eprintln!(
-        "case {seed}: {} {} x{} lanes {} dead letters {} phase 1 {:.1?}, phase 2 {:.1?}",
+        "case {seed}: {} {} x{} lanes {} dead letters {}{} phase 1 {:.1?}, phase 2 {:.1?}",
         s.listener,
         s.ack_mode,
         s.concurrency,
@@ -920,6 +958,7 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
             (true, false, _) => "on",
             (true, true, _) => "late",
         },
+        if s.breaker { " (breaker)" } else { "" },
         t1 - t0,
         t1.elapsed()
     );
