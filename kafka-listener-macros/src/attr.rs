@@ -13,6 +13,8 @@ use crate::suggest::{did_you_mean, normalize};
 pub(crate) mod kw {
     pub(crate) const ID: &str = "id";
     pub(crate) const TOPICS: &str = "topics";
+    /// One topic: `topic = "orders"` is `topics = "orders"`.
+    pub(crate) const TOPIC: &str = "topic";
     pub(crate) const GROUP_ID: &str = "group_id";
     pub(crate) const CONCURRENCY: &str = "concurrency";
     pub(crate) const CONCURRENCY_PER_PARTITION: &str = "concurrency_per_partition";
@@ -33,6 +35,7 @@ pub(crate) mod kw {
     pub(crate) const ALL: &[&str] = &[
         ID,
         TOPICS,
+        TOPIC,
         GROUP_ID,
         CONCURRENCY,
         CONCURRENCY_PER_PARTITION,
@@ -157,7 +160,10 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
             ));
             continue;
         }
-        topics_given |= matches!(known, kw::TOPICS | kw::TOPIC_PATTERN | kw::PARTITIONS);
+        topics_given |= matches!(
+            known,
+            kw::TOPICS | kw::TOPIC | kw::TOPIC_PATTERN | kw::PARTITIONS
+        );
         if let Err(error) = parse_entry(known, meta, &mut args) {
             errors.push(error);
         }
@@ -204,10 +210,27 @@ pub(crate) fn parse(attr: TokenStream) -> (ListenerArgs, Errors) {
             "`send_to` applies to record listeners: a batch listener sends with a ProducerTemplate argument",
         ));
     }
-    let sources = [kw::TOPICS, kw::TOPIC_PATTERN, kw::PARTITIONS]
+    if seen.contains(kw::TOPIC) && seen.contains(kw::TOPICS) {
+        let second = metas
+            .iter()
+            .filter(|m| {
+                m.path()
+                    .get_ident()
+                    .is_some_and(|i| i == kw::TOPIC || i == kw::TOPICS)
+            })
+            .last();
+        if let Some(meta) = second {
+            errors.push(syn::Error::new_spanned(
+                meta.path(),
+                "give `topic` (one topic) or `topics` (one or several), not both",
+            ));
+        }
+    }
+    let sources = [kw::TOPICS, kw::TOPIC, kw::TOPIC_PATTERN, kw::PARTITIONS]
         .iter()
         .filter(|k| seen.contains(*k))
-        .count();
+        .count()
+        - usize::from(seen.contains(kw::TOPIC) && seen.contains(kw::TOPICS));
     if sources > 1 {
         let second = metas
             .iter()
@@ -280,6 +303,15 @@ fn parse_entry(key: &'static str, meta: &Meta, args: &mut ListenerArgs) -> syn::
     match key {
         kw::ID => args.id = Some(id(value)?),
         kw::TOPICS => args.topics = topics(value)?,
+        kw::TOPIC => {
+            if let Expr::Array(array) = value {
+                return Err(syn::Error::new_spanned(
+                    array,
+                    "`topic` takes one topic; for several write `topics = [\"orders\", \"returns\"]`",
+                ));
+            }
+            args.topics = topics(value)?;
+        }
         kw::GROUP_ID => args.group_id = Some(plain_string(key, value)?),
         kw::CONCURRENCY => args.concurrency = Some(count(key, value)?),
         kw::CONCURRENCY_PER_PARTITION => args.concurrency_per_partition = Some(count(key, value)?),
@@ -327,6 +359,7 @@ fn example(key: &str) -> &'static str {
     match key {
         kw::ID => "id = \"order-listener\"",
         kw::TOPICS => "topics = [\"orders\", \"returns\"]",
+        kw::TOPIC => "topic = \"orders\"",
         kw::GROUP_ID => "group_id = \"billing\"",
         kw::CONCURRENCY => "concurrency = 3",
         kw::CONCURRENCY_PER_PARTITION => "concurrency_per_partition = 16",
@@ -924,7 +957,11 @@ mod tests {
         assert!(
             parse_err(quote!(topics = "a", clientIdPrefix = "c")).contains("`client_id_prefix`")
         );
-        assert!(parse_err(quote!(topic = "a")).contains("did you mean `topics`"));
+        assert_eq!(parse_ok(quote!(topic = "a")).topics, ["a"]);
+        assert!(parse_err(quote!(topic = "a", topics = "b")).contains("not both"));
+        assert!(parse_err(quote!(topic = ["a", "b"])).contains("for several write `topics"));
+        assert!(parse_err(quote!(topics = "a", topic = "b")).contains("not both"));
+        assert!(parse_err(quote!(tpoic = "a")).contains("did you mean `topic`"));
         assert!(parse_err(quote!(topicPattern = "a.*")).contains("did you mean `topic_pattern`"));
         assert!(parse_err(quote!(topicPartitions = "a")).contains("spelled `partitions`"));
         assert!(parse_err(quote!(topics = "a", topic_pattern = "b.*")).contains("give one of"));

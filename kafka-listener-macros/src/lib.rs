@@ -36,6 +36,7 @@ use proc_macro::TokenStream;
 /// | key | value | default | Spring |
 /// |---|---|---|---|
 /// | `topics` | `"a"` or `["a", "b"]` | one of these three is required | `topics` |
+/// | `topic` | `"a"`: one topic, the same as `topics = "a"` (not both) | | `topics` |
 /// | `topic_pattern` | `"orders-.*"`: a regular expression (librdkafka syntax) | | `topicPattern` |
 /// | `partitions` | `["orders:0", "orders:1@100"]`: explicit partitions, optional start (offset, `earliest`, `latest`, `-N` before the committed offset); no group rebalancing | | `topicPartitions` |
 /// | `id` | `"name"`: letters, digits, `_`, `-` | the function's name | `id` |

@@ -353,3 +353,13 @@ fn retry_and_dead_letter_register_listener_keys_as_written() {
         ]
     );
 }
+
+#[kafka_listener(id = "one-topic", topic = "refunds")]
+async fn on_refund(value: String) {
+    let _ = value;
+}
+
+#[test]
+fn topic_names_the_one_topic() {
+    assert_eq!(listener("one-topic").topics, &["refunds"]);
+}
