@@ -315,6 +315,28 @@ async fn blocking_retry_in_the_attribute_sets_attempts_and_back_off() {
             .is_some_and(|c| c.finished() >= 1)
     })
     .await;
+    let policy = app
+        .container("blocking_attr")
+        .expect("container")
+        .properties()
+        .retry;
+    assert_eq!(
+        (
+            policy.attempts,
+            policy.backoff,
+            policy.multiplier,
+            policy.max_backoff,
+            policy.random
+        ),
+        (
+            3,
+            Duration::from_millis(60),
+            2.0,
+            Duration::from_millis(100),
+            false
+        ),
+        "the attribute's policy"
+    );
     let report = app.shutdown().await;
     assert!(report.is_clean(), "{report}");
     assert_eq!(report.listeners.recovered, 1, "given up after its retries");

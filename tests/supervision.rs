@@ -310,11 +310,16 @@ async fn sigkill_during_a_retry_topic_delay_loses_nothing() {
         },
     )
     .await;
-    // Each failure's copy is published before its original may be committed; give the
-    // last ones a moment to be acknowledged (well inside the 10 s delay), then kill -9.
-    let last_failure = Instant::now();
-    while last_failure.elapsed() < Duration::from_millis(1500) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    // An original is committed only after its copy was acknowledged: once the main topic is
+    // committed to its end, every copy is on the retry topic, waiting out its 10 s. Kill -9.
+    let end = end_offsets(&bs, &topic, 2).await;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while committed_offsets(&bs, &group, &topic, 2).await != end {
+        assert!(
+            Instant::now() < deadline,
+            "the main topic was not committed to its end ({end:?}) within the copies' delay"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut failing = failing;
     let status = Command::new("kill")
@@ -350,6 +355,9 @@ async fn sigkill_during_a_retry_topic_delay_loses_nothing() {
             .filter_map(|l| l.split(' ').nth(2).map(str::to_owned))
             .collect()
     };
+    // The originals were committed before the kill: every failed record came back as its
+    // copy, from the retry topic.
+    assert_eq!(from_retry_topic, sevens, "every copy survived the kill");
     let mut healthy = healthy;
     healthy.sigterm();
     let status = healthy.wait_exit(Duration::from_secs(60));
@@ -360,8 +368,4 @@ async fn sigkill_during_a_retry_topic_delay_loses_nothing() {
     );
     assert_committed_at_end(&bs, &group, &topic, 2).await;
     assert_committed_at_end(&bs, &group, &retry0, 2).await;
-    eprintln!(
-        "{} of the 20 failed records came back from {retry0}, the rest from the main topic",
-        from_retry_topic.len()
-    );
 }

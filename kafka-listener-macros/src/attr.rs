@@ -495,6 +495,16 @@ fn options(
             }
             (Some(Lit::Int(i)), None) => Ok(i.base10_digits().to_owned()),
             (Some(Lit::Float(f)), None) => Ok(f.base10_digits().to_owned()),
+            // A yes/no option takes a string only as a whole placeholder, resolved at start.
+            (Some(Lit::Str(s)), Some(_)) if whole_placeholder(&s.value()).is_none() => {
+                Err(syn::Error::new_spanned(
+                    s,
+                    format!(
+                        "`{name}` expects true or false (or a \"${{...}}\" placeholder): `{}`",
+                        example(key)
+                    ),
+                ))
+            }
             (Some(Lit::Str(s)), _) => check_placeholders(&s.value())
                 .map(|_| s.value())
                 .map_err(|m| syn::Error::new_spanned(s, m)),

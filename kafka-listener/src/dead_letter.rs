@@ -250,6 +250,10 @@ impl Recoverer for DeadLetterPublisher {
     ) -> RecoverFuture<'a> {
         Box::pin(self.publish(record, failure))
     }
+
+    fn kind(&self) -> &'static str {
+        "dead_letter"
+    }
 }
 
 /// The error's type name, as far as a `dyn Error` tells it: the identifier its `Debug` output

@@ -260,6 +260,13 @@ pub trait Recoverer: Send + Sync + 'static {
     /// Recovers `record`, given up because of `failure`.
     fn recover<'a>(&'a self, record: &'a ConsumerRecord, failure: &'a Failure)
         -> RecoverFuture<'a>;
+
+    /// What it does with a record, as the `recoverer` label of
+    /// `kafka_listener_records_given_up_total`: `dead_letter`, `retry_topic`, `log`, or
+    /// `custom` (the default; a wrapper may pass on what it wraps).
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
 }
 
 impl std::fmt::Debug for dyn Recoverer {
@@ -299,6 +306,10 @@ impl Recoverer for LogRecoverer {
             "record skipped: the offset moves past it (no dead-letter topic is configured)"
         );
         Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn kind(&self) -> &'static str {
+        "log"
     }
 }
 

@@ -178,10 +178,12 @@ mod error_handler;
 mod forward;
 mod librdkafka_log;
 mod listener;
+mod management;
 mod producer;
 mod registry;
 pub mod retry_topic;
 pub(crate) mod runtime;
+pub mod telemetry;
 
 pub use container::{
     Acknowledgment, AssignmentSeeker, CircuitBreakerPolicy, ContainerProperties, ContainerReport,

@@ -22,7 +22,7 @@ pub struct ListenerRegistry {
 pub(crate) struct WeakRegistry(std::sync::Weak<OnceLock<Vec<ListenerContainer>>>);
 
 impl WeakRegistry {
-    fn upgrade(&self) -> Option<ListenerRegistry> {
+    pub(crate) fn upgrade(&self) -> Option<ListenerRegistry> {
         self.0
             .upgrade()
             .map(|containers| ListenerRegistry { containers })

@@ -45,10 +45,12 @@ pub fn retry_topics(topic: &str, attempts: u32) -> Vec<String> {
 /// n - 1), for the back-off `policy` (whose `attempts` counts every call).
 ///
 /// With `single_topic` (Spring's `SameIntervalTopicReuseStrategy.SINGLE_TOPIC`) retries that
-/// wait as long as the one before them reuse its topic: a fixed back-off has one retry topic,
-/// `<topic>-retry`; an exponential one capped by its longest pause has `<topic>-retry-0`, ...,
-/// `<topic>-retry-k`, the last reused by every retry that waits the longest pause. Without,
-/// each retry has its own topic, `<topic>-retry-<n>` (Spring's default).
+/// wait as long as the one before them reuse its topic: a fixed back-off with two or more
+/// retries has one retry topic, `<topic>-retry`; an exponential one capped by its longest
+/// pause has `<topic>-retry-0`, ..., `<topic>-retry-k`, the last reused by every retry that
+/// waits the longest pause; a single retry keeps `<topic>-retry-0`. Without, each retry has
+/// its own topic, `<topic>-retry-<n>` (`@RetryableTopic`'s default before spring-kafka 3.2,
+/// and ours: see the README).
 pub fn retry_chain(topic: &str, policy: &RetryPolicy, single_topic: bool) -> Vec<String> {
     let retries = policy.attempts.saturating_sub(1);
     if !single_topic {
@@ -62,7 +64,8 @@ pub fn retry_chain(topic: &str, policy: &RetryPolicy, single_topic: bool) -> Vec
     while first_of_run > 0 && pauses[first_of_run - 1] == pauses[first_of_run] {
         first_of_run -= 1;
     }
-    if first_of_run == 0 {
+    // Spring shares a topic only between two or more retries: one retry keeps `-retry-0`.
+    if first_of_run == 0 && pauses.len() > 1 {
         return vec![format!("{topic}-retry"); pauses.len()];
     }
     (0..pauses.len())
@@ -249,6 +252,10 @@ impl Recoverer for RetryTopicRecoverer {
     ) -> RecoverFuture<'a> {
         Box::pin(self.forward(record, failure))
     }
+
+    fn kind(&self) -> &'static str {
+        "retry_topic"
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +307,15 @@ mod tests {
             retry_topics("orders", 4)
         );
         assert!(retry_chain("orders", &RetryPolicy::fixed(1, Duration::ZERO), true).is_empty());
+        // One retry: nothing to share, so the indexed name.
+        assert_eq!(
+            retry_chain(
+                "orders",
+                &RetryPolicy::fixed(2, Duration::from_secs(1)),
+                true
+            ),
+            ["orders-retry-0"]
+        );
     }
 
     #[test]

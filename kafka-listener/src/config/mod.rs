@@ -111,6 +111,10 @@
 //! | `kafka.template.close-timeout` | — | Duration: how long shutdown waits for the producer's records in flight (default: what is left of `kafka.listener.shutdown-timeout`, at least 1 s). |
 //! | `kafka.admin.operation-timeout` | `10s` | Duration: timeout of admin requests (topic checks). |
 //! | `kafka.admin.properties.<name>` | — | Raw librdkafka property for the admin client. |
+//! | `kafka.management.port` | — | The management endpoint's port (`/health/live`, `/health/ready`, `/metrics`, the status page at `/`); off unless set, `0` for any free port. |
+//! | `kafka.management.address` | `127.0.0.1` | The address the management endpoint binds (`0.0.0.0` to reach it from outside the host or pod). |
+//! | `kafka.management.lag-interval` | `5s` | Duration: how often the per-partition lag and timing gauges are refreshed (librdkafka's `statistics.interval.ms` on the consumers, set only while the endpoint is on). |
+//! | `kafka.management.token` | — | Status-page actions (pause, resume, stop, start, reset the breaker) need `Authorization: Bearer <token>`; without a token they are refused. Secret. |
 //! | `kafka.listener.ack-mode` | `batch` | When offsets are committed: `record`, `batch`, `time`, `count`, `count_time`, `manual`, `manual_immediate` (see [`AckMode`]). |
 //! | `kafka.listener.ack-count` | `1` | Records between commits in `count` and `count_time` modes. |
 //! | `kafka.listener.ack-time` | `5s` | Duration between commits in `time` and `count_time` modes. |
@@ -128,12 +132,12 @@
 //! | `kafka.listener.retry.backoff.max-delay` | `30s` | The longest pause (never below `delay`). |
 //! | `kafka.listener.retry.backoff.random` | `false` | Draw each pause at random between half of it and all of it, so partitions that failed together do not retry in step. |
 //! | `kafka.listener.delivery-attempt-header` | `false` | Record listeners see each call's delivery attempt (1, 2, ...) as a `kafka_deliveryAttempt` header, a 4-byte big-endian integer (Spring's `deliveryAttemptHeader`); the `DeliveryAttempt` extractor has it either way. |
-//! | `kafka.listener.retry-topic.enabled` | `false` | Retry failed records through retry topics instead of in place (Spring's `@RetryableTopic`): `<topic>-retry-0`, `-retry-1`, ... then `<topic>-dlt`, consumed by a second container `<id>-retry` with the same handler; the main topic is not held up (per-key order is given up). Record listeners on named topics; the topics must exist. See `kafka_listener::retry_topic`. |
-//! | `kafka.listener.retry-topic.attempts` | `3` | Calls in all, the first on the main topic included: `attempts - 1` retry topics. |
+//! | `kafka.listener.retry-topic.enabled` | `false` | Retry failed records through retry topics instead of in place (Spring's `@RetryableTopic`): `<topic>-retry-0`, `-retry-1`, ... (or shared topics, see `same-interval-topic-reuse`) then `<topic>-dlt`, consumed by a second container `<id>-retry` with the same handler; the main topic is not held up (per-key order is given up). Record listeners on named topics; the topics must exist. See `kafka_listener::retry_topic`. |
+//! | `kafka.listener.retry-topic.attempts` | `3` | Calls in all, the first on the main topic included: `attempts - 1` retries (a topic each, unless shared). |
 //! | `kafka.listener.retry-topic.backoff.delay` | `1s` | How long after its failure a record is due on the first retry topic. |
 //! | `kafka.listener.retry-topic.backoff.multiplier` | `1` | Each further retry topic's delay is the previous one times this. |
 //! | `kafka.listener.retry-topic.backoff.max-delay` | `30s` | The longest delay. |
-//! | `kafka.listener.retry-topic.same-interval-topic-reuse` | `multiple-topics` | `single-topic`: retries whose delay equals the one before share its topic (Spring's `SameIntervalTopicReuseStrategy`; a fixed delay then has one topic, `<topic>-retry`). |
+//! | `kafka.listener.retry-topic.same-interval-topic-reuse` | `multiple-topics` | `single-topic`: retries whose delay equals the one before share its topic (Spring's `SameIntervalTopicReuseStrategy`; a fixed delay with two or more retries then has one topic, `<topic>-retry`). The default keeps a topic per retry, unlike `@RetryableTopic` since spring-kafka 3.2 (see the README). |
 //! | `kafka.listener.dead-letter.enabled` | `false` | Records the retries gave up on are published to a dead-letter topic (with Spring's `kafka_dlt-*` headers) instead of being logged and skipped. The offset moves past such a record only once the broker acknowledged its dead letter; a publish that fails is tried again (1 s, doubling up to 30 s) while the partition waits. |
 //! | `kafka.listener.dead-letter.topic` | — | The dead-letter topic (default `{topic}.DLT`); `{topic}` stands for the failed record's topic. A missing one holds the partition (and says so in the log) until it exists; a broker with `auto.create.topics.enable=true` creates it on the first dead letter (with its default partition count), as it would for a Spring service. |
 //! | `kafka.listener.circuit-breaker.consecutive` | — | Trip the listener's circuit breaker when this many records in a row were given up (dead-lettered or skipped): every partition of the listener pauses instead of draining the topic into the dead-letter topic. |
@@ -163,7 +167,7 @@ use std::path::{Path, PathBuf};
 pub use error::ConfigError;
 pub use settings::{
     AckMode, Acks, AdminSettings, AutoOffsetReset, ConsumerSettings, IsolationLevel,
-    ListenerSettings, ParseEnumError, Passthrough, ProducerSettings, Settings,
+    ListenerSettings, ManagementSettings, ParseEnumError, Passthrough, ProducerSettings, Settings,
 };
 
 use schema::{KeyClass, KeyDef};

@@ -38,6 +38,8 @@ pub(crate) enum Kind {
     Ratio,
     /// `single-topic` or `multiple-topics`.
     TopicReuse,
+    /// A TCP port, 0 to 65535 (0: any free port).
+    Port,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Multiplier => settings::parse_multiplier(value).map(drop),
             Kind::Ratio => settings::parse_ratio(value).map(drop),
             Kind::TopicReuse => settings::parse_topic_reuse(value).map(drop),
+            Kind::Port => settings::parse_port(value).map(drop),
         }
     }
 }
@@ -129,6 +132,14 @@ pub(crate) const KEYS: &[KeyDef] = &[
     def("kafka.template.default-topic", Kind::Text, None),
     def("kafka.template.close-timeout", Kind::Duration, None),
     def("kafka.admin.operation-timeout", Kind::Duration, Some("10s")),
+    def("kafka.management.port", Kind::Port, None),
+    def("kafka.management.address", Kind::Text, Some("127.0.0.1")),
+    def(
+        "kafka.management.lag-interval",
+        Kind::PositiveDuration,
+        Some("5s"),
+    ),
+    def("kafka.management.token", Kind::Text, None),
     def("kafka.listener.ack-mode", Kind::AckMode, Some("batch")),
     def("kafka.listener.ack-count", Kind::PositiveU64, Some("1")),
     def("kafka.listener.ack-time", Kind::Duration, Some("5s")),

@@ -31,6 +31,8 @@ pub struct Settings {
     pub producer: ProducerSettings,
     /// `kafka.admin.*`.
     pub admin: AdminSettings,
+    /// `kafka.management.*`: the HTTP endpoint (health, metrics, status page).
+    pub management: ManagementSettings,
     /// `kafka.listener.*`: defaults for every listener.
     pub listener: ListenerSettings,
     /// The effective settings of every listener id passed to
@@ -132,6 +134,35 @@ pub struct AdminSettings {
     pub operation_timeout: Duration,
     /// `kafka.admin.properties.*`.
     pub properties: Vec<Passthrough>,
+}
+
+/// `kafka.management.*` settings: the management endpoint, off unless a port is set.
+#[derive(Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ManagementSettings {
+    /// `port`: where `/health/live`, `/health/ready`, `/metrics` and the status page are
+    /// served (`None`: no endpoint; `0`: any free port).
+    pub port: Option<u16>,
+    /// `address`: the address to bind, `127.0.0.1` unless set.
+    pub address: String,
+    /// `lag-interval`: how often each consumer refreshes its per-partition lag and timing
+    /// gauges (librdkafka's `statistics.interval.ms`).
+    pub lag_interval: Duration,
+    /// `token`: actions on the status page (pause, resume, stop, start, reset the breaker)
+    /// need it; without one they are refused. A secret: never shown.
+    pub token: Option<String>,
+}
+
+// Hand-written so that `{:?}` can never print the token.
+impl fmt::Debug for ManagementSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManagementSettings")
+            .field("port", &self.port)
+            .field("address", &self.address)
+            .field("lag_interval", &self.lag_interval)
+            .field("token", &self.token.as_ref().map(|_| super::MASK))
+            .finish()
+    }
 }
 
 /// Listener container settings: `kafka.listener.<key>` for all listeners,
@@ -597,12 +628,20 @@ pub(crate) fn parse_ratio(value: &str) -> Result<f64, String> {
         .ok_or_else(|| "expected a share above 0 and below 1 (0.5 for half)".to_owned())
 }
 
+/// A TCP port (0 asks the system for a free one).
+pub(crate) fn parse_port(value: &str) -> Result<u16, String> {
+    value
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| "expected a port number from 0 to 65535".to_owned())
+}
+
 /// Spring's `SameIntervalTopicReuseStrategy`: `single-topic` (true) or `multiple-topics`
 /// (`SINGLE_TOPIC` and `MULTIPLE_TOPICS` are read too).
 pub(crate) fn parse_topic_reuse(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().replace('_', "-").as_str() {
-        "single-topic" => Ok(true),
-        "multiple-topics" => Ok(false),
+        "single-topic" | "true" => Ok(true),
+        "multiple-topics" | "false" => Ok(false),
         _ => Err("expected single-topic or multiple-topics".to_owned()),
     }
 }
@@ -742,6 +781,12 @@ pub(crate) fn build(values: &dyn Values, ids: &[&str]) -> (Settings, Vec<super::
         admin: AdminSettings {
             operation_timeout: reader.required("kafka.admin.operation-timeout", parse_duration),
             properties: values.passthrough("kafka.admin.properties."),
+        },
+        management: ManagementSettings {
+            port: reader.optional("kafka.management.port", parse_port),
+            address: reader.required("kafka.management.address", |v| Ok(v.trim().to_owned())),
+            lag_interval: reader.required("kafka.management.lag-interval", parse_positive_duration),
+            token: reader.text("kafka.management.token"),
         },
         listener,
         listeners,

@@ -944,6 +944,12 @@ fn defaults() {
             operation_timeout: Duration::from_secs(10),
             properties: vec![],
         },
+        management: ManagementSettings {
+            port: None,
+            address: "127.0.0.1".to_owned(),
+            lag_interval: Duration::from_secs(5),
+            token: None,
+        },
         listener: listener.clone(),
         listeners: [("a".to_owned(), listener)].into_iter().collect(),
     };
@@ -1224,6 +1230,8 @@ kafka.listener.retry.backoff.multiplier = 1                              # defau
 kafka.listener.retry.backoff.random = false                              # default
 kafka.listener.revoke-timeout = 15s                                      # default
 kafka.listener.shutdown-timeout = 30s                                    # default
+kafka.management.address = 127.0.0.1                                     # default
+kafka.management.lag-interval = 5s                                       # default
 kafka.producer.acks = all                                                # default
 "
     );

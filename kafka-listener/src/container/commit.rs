@@ -49,6 +49,16 @@ impl ConsumerCore {
     }
 
     pub(super) fn apply_commit_outcome(&self, outcome: &CommitOutcome) {
+        if let Some(sent_at) = self
+            .commit_sent_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let ok = outcome.error.is_none()
+                && outcome.partitions.iter().all(|(_, _, _, e)| e.is_none());
+            self.counters.meters.commit(sent_at.elapsed(), ok);
+        }
         let sent = self
             .in_flight
             .lock()
@@ -89,7 +99,14 @@ impl ConsumerCore {
         let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
         let Some(queue) = commits.as_ref() else {
             drop(commits);
-            return commit(consumer, &self.name, assigned, CommitMode::Async, offset_of) > 0;
+            return commit(
+                consumer,
+                &self.name,
+                &self.counters.meters,
+                assigned,
+                CommitMode::Async,
+                offset_of,
+            ) > 0;
         };
         if self.commit_in_flight() {
             return false;
@@ -106,9 +123,14 @@ impl ConsumerCore {
                     sent.push((Arc::clone(state), state.epoch_and_generation().1));
                 }
                 *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent);
+                *self
+                    .commit_sent_at
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
                 true
             }
             Err(e) => {
+                self.counters.meters.commit(Duration::ZERO, false);
                 tracing::warn!(consumer = %self.name, error = ?e, offsets = %describe(&tpl), "commit failed; will retry");
                 false
             }
@@ -154,6 +176,7 @@ pub(super) fn commit_list(
 pub(super) fn commit<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     name: &str,
+    meters: &crate::telemetry::ListenerMeters,
     partitions: &[Assigned],
     mode: CommitMode,
     offset_of: impl Fn(&PartitionState) -> Option<i64>,
@@ -162,7 +185,14 @@ pub(super) fn commit<C: ConsumerContext>(
     if picked.is_empty() {
         return 0;
     }
-    match consumer.commit(&tpl, mode) {
+    let started = Instant::now();
+    let result = consumer.commit(&tpl, mode);
+    // An asynchronous commit's answer comes later (and is not reported here): only its
+    // failure to be sent counts.
+    if matches!(mode, CommitMode::Sync) || result.is_err() {
+        meters.commit(started.elapsed(), result.is_ok());
+    }
+    match result {
         Ok(()) => {
             for (state, offset) in &picked {
                 match mode {

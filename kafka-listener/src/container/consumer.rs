@@ -55,6 +55,10 @@ pub(crate) struct ConsumerCore {
     /// whose outcome has not come back yet; `None` when none is in flight. An outcome applies
     /// only to the same state in the same generation (not to a re-assignment or after a seek).
     pub(super) in_flight: Mutex<Option<InFlight>>,
+    /// When the asynchronous commit in flight was sent (for its latency).
+    pub(super) commit_sent_at: Mutex<Option<std::time::Instant>>,
+    /// The per-partition lag and timing gauges, refreshed by librdkafka's statistics.
+    pub(super) gauges: crate::telemetry::PartitionGauges,
 }
 
 impl ConsumerCore {
@@ -81,7 +85,33 @@ impl ConsumerCore {
             closed: AtomicBool::new(false),
             commits: Mutex::new(None),
             in_flight: Mutex::new(None),
+            commit_sent_at: Mutex::new(None),
+            gauges: crate::telemetry::PartitionGauges::default(),
         }
+    }
+
+    /// Whether the consumer reads only committed transactional records (librdkafka's default,
+    /// unlike Java's): its end of a partition is then the last stable offset.
+    fn read_committed(&self) -> bool {
+        self.props
+            .client_config
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "isolation.level")
+            .is_none_or(|(_, v)| v != "read_uncommitted")
+    }
+
+    /// How many of its partitions are paused (all of them while the application paused the
+    /// container).
+    pub(crate) fn paused_count(&self, container_paused: bool) -> usize {
+        let assigned = self.assigned();
+        if container_paused {
+            return assigned.len();
+        }
+        assigned
+            .iter()
+            .filter(|a| a.state.paused.load(std::sync::atomic::Ordering::Acquire) != 0)
+            .count()
     }
 
     /// The partitions this consumer owns now.
@@ -109,6 +139,47 @@ impl ClientContext for CoreContext {
 
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         tracing::warn!(consumer = %self.0.name, error = %error, "librdkafka: {reason}");
+    }
+
+    /// librdkafka's statistics (only with `statistics.interval.ms`, which the management
+    /// endpoint sets): the per-partition lag and timing gauges.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let core = &self.0;
+        let read_committed = core.read_committed();
+        let assigned: Vec<Arc<PartitionState>> = core
+            .assigned()
+            .iter()
+            .map(|a| Arc::clone(&a.state))
+            .collect();
+        let samples: Vec<crate::telemetry::PartitionSample<'_>> = assigned
+            .iter()
+            .map(|state| {
+                let p = statistics
+                    .topics
+                    .get(&*state.topic)
+                    .and_then(|t| t.partitions.get(&state.partition));
+                let end = p.map_or(-1, |p| {
+                    if read_committed {
+                        p.ls_offset
+                    } else {
+                        p.hi_offset
+                    }
+                });
+                crate::telemetry::PartitionSample {
+                    listener: &core.props.listener_id,
+                    group: &core.props.group_id,
+                    topic: &state.topic,
+                    partition: state.partition,
+                    end,
+                    committed: p
+                        .map_or(-1, |p| p.committed_offset)
+                        .max(state.offsets.confirmed_offset()),
+                    start: p.map_or(-1, |p| p.lo_offset),
+                    finished: state.offsets.finished_offset(),
+                }
+            })
+            .collect();
+        core.gauges.update(&samples, std::time::Instant::now());
     }
 }
 

@@ -382,6 +382,7 @@ impl ListenerContainer {
     /// A container for `handler` with `props`; `cx` is what extractors may draw on.
     pub fn new(props: ContainerProperties, handler: Handler, cx: ListenerContext) -> Self {
         let breaker = props.circuit_breaker.map(breaker::CircuitBreaker::new);
+        let meters = crate::telemetry::ListenerMeters::new(&props.listener_id);
         ListenerContainer {
             inner: Arc::new(Inner {
                 props: Arc::new(props),
@@ -389,6 +390,7 @@ impl ListenerContainer {
                 cx,
                 counters: Arc::new(Counters {
                     breaker,
+                    meters,
                     ..Counters::default()
                 }),
                 runtime: Mutex::new(None),
@@ -421,6 +423,35 @@ impl ListenerContainer {
             .collect();
         all.sort();
         all
+    }
+
+    /// How many of its partitions are paused now: by [`pause`](Self::pause), a nack's delay,
+    /// or a retry copy not due yet.
+    pub fn paused_partitions(&self) -> usize {
+        let paused = self.is_paused();
+        lock(&self.inner.running)
+            .iter()
+            .flat_map(|r| r.cores.iter())
+            .map(|c| c.paused_count(paused))
+            .sum()
+    }
+
+    /// Whether its consumers are in their group (they ran an assignment callback since the
+    /// last start, empty assignments included), or its partitions were assigned directly.
+    pub fn has_joined(&self) -> bool {
+        self.inner.counters.assignments.load(Ordering::Acquire) > 0
+    }
+
+    /// The per-listener gauges of the metrics (read when they are rendered).
+    pub(crate) fn refresh_gauges(&self) {
+        crate::telemetry::listener_gauges(
+            self.listener_id(),
+            self.is_running(),
+            self.assigned_partitions().len(),
+            self.paused_partitions(),
+            self.is_circuit_breaker_open(),
+            self.circuit_breaker_trips(),
+        );
     }
 
     /// Whether the container has been started and not stopped.
@@ -539,6 +570,8 @@ impl ListenerContainer {
             })?,
         };
         let props = &self.inner.props;
+        // Readiness waits for this start's consumers to be in their group.
+        self.inner.counters.assignments.store(0, Ordering::Release);
         if props.concurrency_per_partition > 1 && self.inner.handler.is_batch() {
             return Err(Error::Listener {
                 id: props.listener_id.clone(),

@@ -43,6 +43,16 @@ impl PartitionOffsets {
         }
     }
 
+    /// The next offset after everything finished (`UNSET`: nothing since assignment).
+    pub(crate) fn finished_offset(&self) -> i64 {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// What the broker confirmed as committed (`UNSET`: nothing since assignment).
+    pub(crate) fn confirmed_offset(&self) -> i64 {
+        self.confirmed.load(Ordering::Acquire)
+    }
+
     /// The record at `offset` and every record before it that this worker took are finished.
     pub(crate) fn finish(&self, offset: i64) {
         self.finished.fetch_max(offset + 1, Ordering::AcqRel);

@@ -79,6 +79,9 @@ impl ConsumerCore {
             // Closing: nothing is handled any more, and no queue may outlive the consumer.
             return;
         }
+        // Also an empty assignment: the consumer is in its group (readiness).
+        self.counters.assignments.fetch_add(1, Ordering::Release);
+        self.counters.meters.assigned.increment(1);
         let mut assigned = self.assigned();
         for elem in tpl.elements() {
             let (topic, partition) = (elem.topic(), elem.partition());
@@ -186,6 +189,7 @@ impl ConsumerCore {
         }
         let listener = self.props.rebalance_listener.as_deref();
         if lost {
+            self.counters.meters.lost.increment(1);
             for a in &revoked {
                 a.state.release_queue();
             }
@@ -217,9 +221,15 @@ impl ConsumerCore {
                 .saturating_duration_since(Instant::now())
                 .max(Duration::from_secs(1)),
         );
-        let committed = commit(consumer, &self.name, &revoked, CommitMode::Sync, |s| {
-            s.offsets.pending_unconfirmed()
-        });
+        let committed = commit(
+            consumer,
+            &self.name,
+            &self.counters.meters,
+            &revoked,
+            CommitMode::Sync,
+            |s| s.offsets.pending_unconfirmed(),
+        );
+        self.counters.meters.revoked.increment(1);
         tracing::info!(consumer = %self.name, partitions = %describe(tpl), committed, "partitions revoked");
         if let Some(l) = listener {
             self.user_callback("on_partitions_revoked_after_commit", || {

@@ -107,9 +107,14 @@ pub(super) fn shutdown(
             }
             std::thread::sleep(Duration::from_millis(200));
         }
-        commit(&consumer, &core.name, &assigned, CommitMode::Sync, |s| {
-            s.offsets.pending_unconfirmed()
-        });
+        commit(
+            &consumer,
+            &core.name,
+            &core.counters.meters,
+            &assigned,
+            CommitMode::Sync,
+            |s| s.offsets.pending_unconfirmed(),
+        );
     }
     for a in &assigned {
         match a.state.offsets.pending_unconfirmed() {

@@ -343,6 +343,11 @@ pub(crate) struct Counters {
     pub(crate) buffered_bytes: AtomicUsize,
     /// The listener's circuit breaker on given-up records, if configured.
     pub(crate) breaker: Option<super::breaker::CircuitBreaker>,
+    /// Its metric handles.
+    pub(crate) meters: crate::telemetry::ListenerMeters,
+    /// Assignment callbacks its consumers ran (an empty assignment counts: the consumer is in
+    /// its group), for readiness.
+    pub(crate) assignments: AtomicU64,
 }
 
 /// What a handler's `Acknowledgment` needs to reach its partition.

@@ -50,6 +50,15 @@ pub(crate) fn report_death(listener: &str, what: &str, cause: &str) {
     d.notify.notify_one();
 }
 
+/// The first death of a consumer in this process, if one died.
+pub(crate) fn death() -> Option<String> {
+    deaths()
+        .first
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+}
+
 /// Waits until some consumer of this process died; returns the first death's description.
 pub(crate) async fn first_death() -> String {
     let d = deaths();

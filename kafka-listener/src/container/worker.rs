@@ -4,7 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 
@@ -409,6 +409,10 @@ impl Worker {
             };
             match (result, named) {
                 (Ok(_), _) => {
+                    self.counters
+                        .meters
+                        .handled
+                        .increment(accepted.len() as u64);
                     if let Some(b) = &self.counters.breaker {
                         b.on_done(accepted.len() as u64);
                     }
@@ -610,8 +614,11 @@ impl Worker {
             .await;
         match result {
             Ok(outcome) => {
-                if let (Outcome::Done, Some(b)) = (&outcome, &self.counters.breaker) {
-                    b.on_done(1);
+                if let Outcome::Done = outcome {
+                    self.counters.meters.handled.increment(1);
+                    if let Some(b) = &self.counters.breaker {
+                        b.on_done(1);
+                    }
                 }
                 outcome
             }
@@ -649,6 +656,7 @@ impl Worker {
             let error = match result {
                 Ok(()) => {
                     self.counters.recovered.fetch_add(1, Ordering::Relaxed);
+                    self.counters.meters.given_up(self.recoverer.kind());
                     if let Some(b) = &self.counters.breaker {
                         b.on_given_up(&self.cx.listener_id);
                     }
@@ -657,6 +665,7 @@ impl Worker {
                 Err(error) => error,
             };
             failures += 1;
+            self.counters.meters.recoverer_failures.increment(1);
             let pause = recoverer_pause(failures);
             tracing::error!(
                 listener = %self.cx.listener_id,
@@ -712,10 +721,21 @@ impl Worker {
                 cx.attempt = attempt;
                 &*cx
             };
+            let started = Instant::now();
+            let meters = &self.counters.meters;
             let result = match start(cx) {
                 Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
-                    Ok(result) => result,
-                    Err(p) => Err(panic_error(p)),
+                    Ok(result) => {
+                        match &result {
+                            Ok(()) => meters.call_success.record(started.elapsed()),
+                            Err(_) => meters.call_error.record(started.elapsed()),
+                        }
+                        result
+                    }
+                    Err(p) => {
+                        meters.call_panic.record(started.elapsed());
+                        Err(panic_error(p))
+                    }
                 },
                 Err(Ok(unavailable)) if !unavailable.is_record_fault() => {
                     // Not the record's fault: never skip it. Wait and try again, or leave it
@@ -745,6 +765,7 @@ impl Worker {
                 Ok(()) => return Ok(Outcome::Done),
                 Err(error) => error,
             };
+            meters.failures.increment(1);
             if split && BatchListenerFailed::index_in(&*error).is_some() {
                 return Err(Failure::Exhausted {
                     attempts: attempt,
@@ -771,6 +792,7 @@ impl Worker {
                 error = %error,
                 "handler failed; retrying after {pause:?}",
             );
+            meters.retried.increment(1);
             attempt += 1;
             tokio::select! {
                 biased;

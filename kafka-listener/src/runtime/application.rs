@@ -19,6 +19,8 @@ pub struct Application {
     pub(super) shutdown_timeout: Duration,
     /// `kafka.template.close-timeout`.
     pub(super) close_timeout: Option<Duration>,
+    /// The management endpoint, when `kafka.management.port` is set.
+    pub(super) management: Option<crate::management::Management>,
 }
 
 /// The outcome of a graceful shutdown.
@@ -84,6 +86,12 @@ impl Application {
         &self.producer
     }
 
+    /// Where the management endpoint listens (`kafka.management.port`; with port `0`, the port
+    /// the system chose).
+    pub fn management_address(&self) -> Option<std::net::SocketAddr> {
+        self.management.as_ref().map(|m| m.address())
+    }
+
     /// The bootstrap servers in use (the embedded cluster's when `embedded`).
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
@@ -123,8 +131,12 @@ impl Application {
             shutdown_timeout,
             close_timeout,
             registry,
+            management,
             ..
         } = self;
+        if let Some(m) = &management {
+            m.shutting_down();
+        }
         let deadlines: Vec<Instant> = containers
             .iter()
             .map(|c| started + c.properties().shutdown_timeout)
@@ -177,6 +189,9 @@ impl Application {
             tracing::info!("{report}");
         } else {
             tracing::error!("{report}");
+        }
+        if let Some(m) = management {
+            m.stop().await;
         }
         report
     }

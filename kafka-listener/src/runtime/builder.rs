@@ -248,7 +248,11 @@ impl ApplicationBuilder {
                     (Some((policy, single)), _) => format!(
                         "retry topics ({} calls{}) then <topic>-dlt",
                         policy.attempts,
-                        if *single { ", single topic" } else { "" }
+                        if *single {
+                            ", equal delays share a topic"
+                        } else {
+                            ""
+                        }
                     ),
                     (None, Some(topic)) => format!("dead letter to {topic}"),
                     (None, None) => "log and skip".to_owned(),
@@ -285,23 +289,40 @@ impl ApplicationBuilder {
             verified.push("brokers: embedded (in-process), nothing to reach".into());
             return Ok(verified);
         }
-        let check = startup_check(&settings, &settings.bootstrap_servers, &plans, true);
-        for (id, topic) in &check.topics {
-            verified.push(format!(
-                "listener {id}: topic {topic} exists and is readable"
-            ));
+        let check = startup_check(&settings, &settings.bootstrap_servers, &plans, true, |id| {
+            self.recoverers.iter().any(|(r, _)| r == id)
+        });
+        verified.push(format!("brokers: {} answered", settings.bootstrap_servers));
+        for (id, topic, dead_letter) in &check.topics {
+            verified.push(if *dead_letter {
+                format!("listener {id}: dead-letter topic {topic} exists")
+            } else {
+                format!("listener {id}: topic {topic} exists and is readable")
+            });
         }
-        for (id, group, _) in &check.groups {
-            verified.push(format!("listener {id}: group {group} offsets readable"));
-        }
-        let bootstrap = settings.bootstrap_servers.clone();
-        tokio::task::spawn_blocking(move || check.run())
+        let groups: Vec<(String, String)> = check
+            .groups
+            .iter()
+            .map(|(id, group, _)| (id.clone(), group.clone()))
+            .collect();
+        let outcome = tokio::task::spawn_blocking(move || check.run())
             .await
             .map_err(|e| Error::Panicked {
                 what: "the check".into(),
                 message: e.to_string(),
             })??;
-        verified.insert(1, format!("brokers: {bootstrap} answered"));
+        for (id, group) in groups {
+            verified.push(
+                if outcome.inconclusive_groups.contains(&(id.clone(), group.clone())) {
+                    format!("listener {id}: group {group}: inconclusive (no answer in time; not refused)")
+                } else {
+                    format!("listener {id}: group {group} offsets readable")
+                },
+            );
+        }
+        for (id, topic) in &outcome.stray_retry_topics {
+            verified.push(format!("warning: listener {id}: retry topic {topic} is not read by its retry container (settings changed?): copies on it are not retried"));
+        }
         Ok(verified)
     }
 
@@ -331,15 +352,24 @@ impl ApplicationBuilder {
         let producer = create_producer(&settings, &config, &bootstrap)?;
 
         if !plans.is_empty() {
-            let check = startup_check(&settings, &bootstrap, &plans, false);
-            tokio::task::spawn_blocking(move || check.run())
+            let check = startup_check(&settings, &bootstrap, &plans, false, |_| false);
+            let outcome = tokio::task::spawn_blocking(move || check.run())
                 .await
                 .map_err(|e| Error::Panicked {
                     what: "the start-up check".into(),
                     message: e.to_string(),
                 })??;
+            for (listener, topic) in &outcome.stray_retry_topics {
+                tracing::warn!(%listener, %topic, "a retry topic of this listener's main topic is not read by its retry container (the retry-topic settings changed?): copies on it are not retried until it is read again");
+            }
         }
 
+        // The metrics recorder goes in before any container registers its handles.
+        let prometheus = settings.management.port.and_then(|_| {
+            crate::telemetry::prometheus(crate::telemetry::idle_after(
+                settings.management.lag_interval,
+            ))
+        });
         let runtime = tokio::runtime::Handle::current();
         let registry = ListenerRegistry::default();
         // Each listener's own topics (a retry-topic container's recoverer needs its main ones).
@@ -353,6 +383,19 @@ impl ApplicationBuilder {
             plan.props
                 .client_config
                 .insert(0, ("bootstrap.servers".into(), bootstrap.clone()));
+            // The per-partition lag gauges come from librdkafka's statistics.
+            if settings.management.port.is_some()
+                && !plan
+                    .props
+                    .client_config
+                    .iter()
+                    .any(|(k, _)| k == "statistics.interval.ms")
+            {
+                plan.props.client_config.push((
+                    "statistics.interval.ms".into(),
+                    settings.management.lag_interval.as_millis().to_string(),
+                ));
+            }
             let custom = self
                 .recoverers
                 .iter()
@@ -425,6 +468,18 @@ impl ApplicationBuilder {
             containers.push(container);
         }
         let _ = registry.containers.set(containers.clone());
+        let management = match settings.management.port {
+            Some(port) => Some(
+                crate::management::Management::start(
+                    &settings.management.address,
+                    port,
+                    registry.downgrade(),
+                    prometheus,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         // Starting may block briefly (explicit partitions' starting offsets are looked up).
         let rt = runtime.clone();
         tokio::task::spawn_blocking(move || to_start.iter().try_for_each(|c| c.start_on(&rt)))
@@ -439,6 +494,7 @@ impl ApplicationBuilder {
             bootstrap,
             shutdown_timeout: settings.listener.shutdown_timeout,
             close_timeout: settings.producer.close_timeout,
+            management,
         })
     }
 }
@@ -451,35 +507,41 @@ fn startup_check(
     bootstrap: &str,
     plans: &[ListenerPlan],
     every_topic: bool,
+    custom_recoverer: impl Fn(&str) -> bool,
 ) -> StartupCheck {
     let mut admin = base_client_config(settings, bootstrap);
     for p in &settings.admin.properties {
         admin.set(&p.key, &p.value);
     }
-    let mut topics: Vec<(String, String)> = Vec::new();
+    let mut topics: Vec<(String, String, bool)> = Vec::new();
     for p in plans
         .iter()
         .filter(|p| every_topic || p.missing_topics_fatal)
     {
         let id = &p.props.listener_id;
-        let mut add = |t: String| {
-            if !topics.iter().any(|(i, x)| i == id && *x == t) {
-                topics.push((id.clone(), t));
+        let mut add = |t: String, dead_letter: bool| {
+            if !topics.iter().any(|(i, x, _)| i == id && *x == t) {
+                topics.push((id.clone(), t, dead_letter));
             }
         };
         for t in &p.props.topics {
-            add(t.clone());
+            add(t.clone(), false);
         }
         if !every_topic {
             continue;
         }
         for tp in &p.props.partitions {
-            add(tp.topic.clone());
+            add(tp.topic.clone(), false);
         }
-        // Where given-up records go, when that does not depend on the record.
-        if p.retry_topic.is_some() && !p.props.listener_id.ends_with("-retry") {
+        // Where given-up records go, when that does not depend on the record (a custom
+        // recoverer decides for itself).
+        if custom_recoverer(id) {
+            continue;
+        }
+        let main_of_chain = p.retry_topic.is_some() && p.props.retry_topic_max_delay.is_none();
+        if main_of_chain {
             for t in &p.props.topics {
-                add(crate::retry_topic::retry_dlt(t));
+                add(crate::retry_topic::retry_dlt(t), true);
             }
         } else if let Some(template) = &p.dead_letter {
             for t in p
@@ -488,15 +550,40 @@ fn startup_check(
                 .iter()
                 .chain(p.props.partitions.iter().map(|tp| &tp.topic))
             {
-                add(template.replace("{topic}", t));
+                add(template.replace("{topic}", t), true);
             }
         }
     }
+    // The retry topics each main topic's retry container reads.
+    let retry_chains = plans
+        .iter()
+        .filter(|p| p.retry_topic.is_some() && p.props.retry_topic_max_delay.is_none())
+        .flat_map(|main| {
+            let retries = plans.iter().find(|r| {
+                r.props.retry_topic_max_delay.is_some()
+                    && r.props.listener_id == format!("{}-retry", main.props.listener_id)
+            });
+            main.props.topics.iter().map(move |t| {
+                let chain = retries
+                    .map(|r| {
+                        r.props
+                            .topics
+                            .iter()
+                            .filter(|c| c.starts_with(&format!("{t}-retry")))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (main.props.listener_id.clone(), t.clone(), chain)
+            })
+        })
+        .collect();
     StartupCheck {
         config: admin,
         timeout: settings.admin.operation_timeout,
         bootstrap: bootstrap.to_owned(),
         topics,
+        retry_chains,
         groups: plans
             .iter()
             .filter_map(|p| {

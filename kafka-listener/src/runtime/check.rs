@@ -13,9 +13,25 @@ pub(super) struct StartupCheck {
     pub(super) config: ClientConfig,
     pub(super) timeout: Duration,
     pub(super) bootstrap: String,
-    pub(super) topics: Vec<(String, String)>,
+    /// (listener id, topic, a dead-letter topic: records are written to it, not read).
+    pub(super) topics: Vec<(String, String, bool)>,
     /// (listener id, group, one of its topics): the group's offsets must be readable.
     pub(super) groups: Vec<(String, String, String)>,
+    /// (listener id, main topic, its retry topics now): other `<main>-retry*` topics in the
+    /// cluster may hold copies nothing consumes any more.
+    pub(super) retry_chains: Vec<(String, String, Vec<String>)>,
+}
+
+/// What the check could not settle, and what it noticed.
+#[derive(Debug, Default)]
+pub(super) struct CheckOutcome {
+    /// (listener id, group) whose offsets could not be read in time (a coordinator still
+    /// loading, say): neither refused nor verified.
+    pub(super) inconclusive_groups: Vec<(String, String)>,
+    /// (listener id, topic): a retry topic of one of the listener's main topics that its
+    /// retry container does not read (the retry-topic settings changed since copies went
+    /// there?).
+    pub(super) stray_retry_topics: Vec<(String, String)>,
 }
 
 /// Remembers the first authentication or TLS failure librdkafka reports: a metadata request
@@ -54,7 +70,8 @@ impl StartupCheck {
     /// Blocking: the brokers answer within the timeout (failing at once on wrong credentials
     /// or an untrusted certificate), every listener's topic exists and is readable, and every
     /// listener's group is.
-    pub(super) fn run(self) -> Result<()> {
+    pub(super) fn run(self) -> Result<CheckOutcome> {
+        let mut outcome = CheckOutcome::default();
         let consumer: BaseConsumer<CheckContext> = self
             .config
             .create_with_context(CheckContext::default())
@@ -85,7 +102,27 @@ impl StartupCheck {
                 }
             }
         };
-        for (id, topic) in &self.topics {
+        for (id, main, chain) in &self.retry_chains {
+            // `<main>-retry` or `<main>-retry-<n>`: the names a retry chain can have.
+            let of_chain = |name: &str| {
+                name.strip_prefix(main.as_str())
+                    .and_then(|rest| rest.strip_prefix("-retry"))
+                    .is_some_and(|rest| {
+                        rest.is_empty()
+                            || rest.strip_prefix('-').is_some_and(|n| {
+                                !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+                            })
+                    })
+            };
+            for t in metadata.topics() {
+                if of_chain(t.name()) && !chain.iter().any(|c| c == t.name()) {
+                    outcome
+                        .stray_retry_topics
+                        .push((id.clone(), t.name().to_owned()));
+                }
+            }
+        }
+        for (id, topic, dead_letter) in &self.topics {
             let present = |m: &rdkafka::metadata::Metadata| {
                 m.topics()
                     .iter()
@@ -112,6 +149,12 @@ impl StartupCheck {
                     detail: "Broker: Topic authorization failed".into(),
                 });
             }
+            if !named.as_ref().is_some_and(present) && *dead_letter {
+                return Err(Error::Listener {
+                    id: id.clone(),
+                    message: format!("dead-letter topic {topic:?} does not exist on {} (a given-up record would wait, uncommitted, until it does): create it", self.bootstrap),
+                });
+            }
             if !named.as_ref().is_some_and(present) {
                 return Err(Error::MissingTopic {
                     id: id.clone(),
@@ -121,9 +164,13 @@ impl StartupCheck {
             }
         }
         for (id, group, topic) in &self.groups {
-            self.check_group(id, group, topic)?;
+            if !self.check_group(id, group, topic)? {
+                outcome
+                    .inconclusive_groups
+                    .push((id.clone(), group.clone()));
+            }
         }
-        Ok(())
+        Ok(outcome)
     }
 
     fn fatal(&self, cx: &CheckContext) -> Option<Error> {
@@ -142,7 +189,8 @@ impl StartupCheck {
 
     /// Reading the group's committed offsets needs DESCRIBE on the group and the topic: the
     /// first thing a principal without ACLs fails at, named here instead of in a retry loop.
-    fn check_group(&self, id: &str, group: &str, topic: &str) -> Result<()> {
+    /// `Ok(false)`: neither refused nor answered in time.
+    fn check_group(&self, id: &str, group: &str, topic: &str) -> Result<bool> {
         let mut config = self.config.clone();
         config.set("group.id", group);
         let consumer: BaseConsumer<CheckContext> = config
@@ -174,7 +222,7 @@ impl StartupCheck {
             // In slices: a group the principal may not use fails its coordinator lookup, which
             // librdkafka reports through the error callback, served by polling.
             match consumer.committed_offsets(tpl.clone(), Duration::from_millis(500)) {
-                Ok(_) => return Ok(()),
+                Ok(_) => return Ok(true),
                 Err(e) => {
                     if let Some(error) = e
                         .rdkafka_error_code()
@@ -200,6 +248,6 @@ impl StartupCheck {
         }
         // Inconclusive (a coordinator still loading, say): the consumer retries on its own.
         tracing::debug!(listener = id, group, "start-up group check inconclusive");
-        Ok(())
+        Ok(false)
     }
 }

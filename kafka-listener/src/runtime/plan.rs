@@ -313,12 +313,29 @@ pub(super) fn plan_listener(
         let mut retries = props.clone();
         retries.listener_id = format!("{id}-retry");
         retries.client_id_prefix = format!("{}-retry", props.client_id_prefix);
-        retries.topics = props
+        retries.topics = Vec::new();
+        for t in props
             .topics
             .iter()
             .flat_map(|t| crate::retry_topic::retry_chain(t, policy, *single_topic))
-            .collect();
-        retries.topics.dedup();
+        {
+            if !retries.topics.contains(&t) {
+                retries.topics.push(t);
+            }
+        }
+        // A main topic that is also a retry or dead-letter topic of the chain would be read by
+        // both containers: copies would run before they are due, from attempt 1 again.
+        if let Some(clash) = props.topics.iter().find(|t| {
+            retries.topics.contains(t)
+                || props
+                    .topics
+                    .iter()
+                    .any(|m| crate::retry_topic::retry_dlt(m) == **t)
+        }) {
+            return Err(refuse(&format!(
+                "topic {clash} is both a main topic of this listener and one of its retry or dead-letter topics; rename it or give the listeners separately"
+            )));
+        }
         retries.retry_topic_max_delay = Some(policy.max_backoff);
         retries.rebalance_listener = None;
         if !retries.topics.is_empty() {
