@@ -239,3 +239,74 @@ async fn check_reaches_the_broker_and_names_what_is_missing() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains("broker unreachable"), "{}", text(&out));
 }
+
+fn quickstart_bin() -> PathBuf {
+    let mut path = orders_bin();
+    path.set_file_name("quickstart");
+    path
+}
+
+/// `kafka.logging.format=json` and Spring Boot's `logging.level.*` keys: one JSON object a
+/// line, and with the record span on (`logging.level.kafka_listener.record=debug`), the
+/// handler's events carry the record's listener, topic, partition, offset and key.
+#[test]
+fn json_logs_carry_the_record_span_when_its_level_is_on() {
+    let dir = empty_dir();
+    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/quickstart/application.properties");
+    let mut child = Command::new(quickstart_bin())
+        .current_dir(&dir)
+        .args(["--config", config.to_str().expect("utf-8 path")])
+        .args(["--set", "kafka.logging.format=json"])
+        .args(["--set", "logging.level.kafka_listener.record=debug"])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn quickstart");
+    let stdout = child.stdout.take().expect("stdout");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&lines);
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            sink.lock().expect("lines").push(line);
+        }
+    });
+    let with_span = |lines: &[String]| {
+        lines.iter().any(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .is_ok_and(|v| v["span"]["name"] == "record" && v["span"]["offset"].is_number())
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !with_span(&lines.lock().expect("lines")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    reader.join().expect("reader");
+    let lines = lines.lock().expect("lines").clone();
+    assert!(
+        status.success(),
+        "clean exit; output:\n{}",
+        lines.join("\n")
+    );
+    assert!(!lines.is_empty(), "it logged");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+    assert!(
+        with_span(&lines),
+        "a handler event with the record span:\n{}",
+        lines.join("\n")
+    );
+}

@@ -58,7 +58,20 @@ pub(crate) struct ListenerMeters {
     pub(crate) assigned: Counter,
     pub(crate) revoked: Counter,
     pub(crate) lost: Counter,
+    /// Handler calls are timed (two clock reads a call): only when a recorder that keeps
+    /// the timings is there (see [`enable_handler_timing`]).
+    pub(crate) timed: bool,
     listener: String,
+}
+
+static TIMING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Times every handler call for `spring_kafka_listener_seconds` in listeners created from now
+/// on. The management endpoint's recorder turns this on by itself; an application that
+/// installs a `metrics` recorder of its own calls this (before starting) to get the timer
+/// too. Without it the counters are still recorded, and the hot path reads no clock.
+pub fn enable_handler_timing() {
+    TIMING.store(true, std::sync::atomic::Ordering::Release);
 }
 
 impl Default for ListenerMeters {
@@ -79,6 +92,7 @@ impl Default for ListenerMeters {
             assigned: Counter::noop(),
             revoked: Counter::noop(),
             lost: Counter::noop(),
+            timed: false,
             listener: String::new(),
         }
     }
@@ -112,6 +126,7 @@ impl ListenerMeters {
             assigned: rebalance("assigned"),
             revoked: rebalance("revoked"),
             lost: rebalance("lost"),
+            timed: TIMING.load(std::sync::atomic::Ordering::Acquire),
             listener: l,
         }
     }
@@ -268,7 +283,10 @@ pub(crate) fn prometheus(idle_after: Duration) -> Option<PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
-                Ok(()) => Some(handle),
+                Ok(()) => {
+                    enable_handler_timing();
+                    Some(handle)
+                }
                 Err(_) => {
                     tracing::warn!("a metrics recorder was installed before ours: kafka-listener's metrics go to it, and /metrics serves none");
                     None

@@ -111,6 +111,7 @@
 //! | `kafka.template.close-timeout` | — | Duration: how long shutdown waits for the producer's records in flight (default: what is left of `kafka.listener.shutdown-timeout`, at least 1 s). |
 //! | `kafka.admin.operation-timeout` | `10s` | Duration: timeout of admin requests (topic checks). |
 //! | `kafka.admin.properties.<name>` | — | Raw librdkafka property for the admin client. |
+//! | `kafka.logging.format` | `text` | `json` for one JSON object a line (the record span's fields included), for log pipelines. Levels come from `RUST_LOG`, or when it is not set from Spring Boot's `logging.level.<target>` keys (`logging.level.root=warn`, `logging.level.kafka_listener=debug`; dots read as `::`). Service binaries (`kafka_listener::run`) only. |
 //! | `kafka.management.port` | — | The management endpoint's port (`/health/live`, `/health/ready`, `/metrics`, the status page at `/`); off unless set, `0` for any free port. |
 //! | `kafka.management.address` | `127.0.0.1` | The address the management endpoint binds (`0.0.0.0` to reach it from outside the host or pod). |
 //! | `kafka.management.lag-interval` | `5s` | Duration: how often the per-partition lag and timing gauges are refreshed (librdkafka's `statistics.interval.ms` on the consumers, set only while the endpoint is on). |
@@ -381,6 +382,15 @@ impl Config {
     /// are answered too. Keys with only a built-in default have that value.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.lookup_entry(key).map(|entry| entry.value.as_str())
+    }
+
+    /// Keys that are not ours starting with `prefix` (`logging.level.`), with the prefix
+    /// taken off, and their values (placeholders resolved), sorted.
+    pub fn prefixed(&self, prefix: &str) -> Vec<(String, String)> {
+        self.others
+            .iter()
+            .filter_map(|(k, e)| Some((k.strip_prefix(prefix)?.to_owned(), e.value.clone())))
+            .collect()
     }
 
     /// Where the effective value of a key came from; see [`Config::get`].

@@ -40,6 +40,8 @@ pub(crate) enum Kind {
     TopicReuse,
     /// A TCP port, 0 to 65535 (0: any free port).
     Port,
+    /// `text` or `json`.
+    LogFormat,
 }
 
 impl Kind {
@@ -78,6 +80,10 @@ impl Kind {
             Kind::Ratio => settings::parse_ratio(value).map(drop),
             Kind::TopicReuse => settings::parse_topic_reuse(value).map(drop),
             Kind::Port => settings::parse_port(value).map(drop),
+            Kind::LogFormat => match value.trim() {
+                "text" | "json" => Ok(()),
+                _ => Err("expected text or json".to_owned()),
+            },
         }
     }
 }
@@ -132,6 +138,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     def("kafka.template.default-topic", Kind::Text, None),
     def("kafka.template.close-timeout", Kind::Duration, None),
     def("kafka.admin.operation-timeout", Kind::Duration, Some("10s")),
+    def("kafka.logging.format", Kind::LogFormat, Some("text")),
     def("kafka.management.port", Kind::Port, None),
     def("kafka.management.address", Kind::Text, Some("127.0.0.1")),
     def(

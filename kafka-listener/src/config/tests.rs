@@ -1230,6 +1230,7 @@ kafka.listener.retry.backoff.multiplier = 1                              # defau
 kafka.listener.retry.backoff.random = false                              # default
 kafka.listener.revoke-timeout = 15s                                      # default
 kafka.listener.shutdown-timeout = 30s                                    # default
+kafka.logging.format = text                                              # default
 kafka.management.address = 127.0.0.1                                     # default
 kafka.management.lag-interval = 5s                                       # default
 kafka.producer.acks = all                                                # default

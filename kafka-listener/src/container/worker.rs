@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
+use tracing::Instrument as _;
 
 use super::chunk::ChunkBuilder;
 use super::state::{pause, ConsumerRequest, Counters, PartitionLink, PartitionState};
@@ -375,7 +376,19 @@ impl Worker {
         let end = loop {
             let part = &records[from..];
             let first_attempt = failing.map_or(1, |(_, n)| n + 1);
-            let (result, undecodable) = self.call_batch(f, part, first_attempt, split).await;
+            let span = tracing::debug_span!(
+                target: "kafka_listener::record",
+                "batch",
+                listener = %self.cx.listener_id,
+                topic = %self.state.topic,
+                partition = self.state.partition,
+                first_offset = part.first().map(|r| r.offset),
+                last_offset = part.last().map(|r| r.offset),
+            );
+            let (result, undecodable) = self
+                .call_batch(f, part, first_attempt, split)
+                .instrument(span)
+                .await;
             if let Ok(Outcome::Stopped) = result {
                 break ChunkEnd::Stopped;
             }
@@ -591,6 +604,17 @@ impl Worker {
             }
         }
         let header = self.delivery_attempt_header;
+        // The record's span: its fields in every event the handler logs. Debug level, so it
+        // costs a check per record unless `kafka_listener::record=debug` is on.
+        let span = tracing::debug_span!(
+            target: "kafka_listener::record",
+            "record",
+            listener = %self.cx.listener_id,
+            topic = %self.state.topic,
+            partition = self.state.partition,
+            offset = record.offset,
+            key = record.key().map(|k| tracing::field::display(String::from_utf8_lossy(k))),
+        );
         let result = self
             .with_retries(record.offset, |cx| {
                 // Spring's `kafka_deliveryAttempt`, on a copy (the extractors borrow the
@@ -611,6 +635,7 @@ impl Worker {
                     .map_err(|p| Err(panic_error(p)))
                     .and_then(|r| r.map_err(Ok))
             })
+            .instrument(span)
             .await;
         match result {
             Ok(outcome) => {
@@ -721,19 +746,23 @@ impl Worker {
                 cx.attempt = attempt;
                 &*cx
             };
-            let started = Instant::now();
             let meters = &self.counters.meters;
+            let started = meters.timed.then(Instant::now);
             let result = match start(cx) {
                 Ok(fut) => match AssertUnwindSafe(fut).catch_unwind().await {
                     Ok(result) => {
-                        match &result {
-                            Ok(()) => meters.call_success.record(started.elapsed()),
-                            Err(_) => meters.call_error.record(started.elapsed()),
+                        if let Some(started) = started {
+                            match &result {
+                                Ok(()) => meters.call_success.record(started.elapsed()),
+                                Err(_) => meters.call_error.record(started.elapsed()),
+                            }
                         }
                         result
                     }
                     Err(p) => {
-                        meters.call_panic.record(started.elapsed());
+                        if let Some(started) = started {
+                            meters.call_panic.record(started.elapsed());
+                        }
                         Err(panic_error(p))
                     }
                 },

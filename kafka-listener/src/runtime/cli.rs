@@ -10,7 +10,7 @@ use clap::Parser;
 use futures::future::BoxFuture;
 
 use super::application::Application;
-use super::logging::init_tracing;
+use super::logging::{init_tracing, Logging};
 use super::signals::Signals;
 use crate::listener::registered_listeners;
 use crate::{Error, ProducerTemplate};
@@ -83,7 +83,6 @@ where
 
 pub(super) fn run_inner(runner: Option<Runner>) -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("kl-worker")
@@ -117,6 +116,15 @@ pub(super) async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
     if let Some(file) = cli.config {
         builder = builder.config_file(file);
     }
+    // Logging as configured; a configuration that does not load is reported below, with the
+    // default logging.
+    init_tracing(&match builder.load_config() {
+        Ok((config, _)) => Logging {
+            json: config.get("kafka.logging.format") == Some("json"),
+            levels: config.prefixed("logging.level."),
+        },
+        Err(_) => Logging::default(),
+    });
     match cli.command {
         Some(Command::Listeners) => return print_listeners(&builder),
         Some(Command::Config) => {
