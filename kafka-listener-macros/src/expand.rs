@@ -140,23 +140,28 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
             #handler
 
             ::kafka_listener::__private::inventory::submit! {
-                ::kafka_listener::__private::ListenerDefinition {
-                    id: #id,
-                    topics: &[#(#topics),*],
-                    group_id: #group_id,
-                    concurrency: #concurrency,
-                    concurrency_per_partition: #concurrency_per_partition,
-                    ack_mode: #ack_mode,
-                    auto_startup: #auto_startup,
-                    properties: &[#(#properties),*],
-                    client_id_prefix: #client_id_prefix,
-                    topic_pattern: #topic_pattern,
-                    partitions: &[#(#partitions),*],
-                    rebalance_listener: #rebalance_listener,
-                    send_to: #send_to,
-                    settings: &[#(#settings),*],
-                    handler: ::kafka_listener::__private::Handler::#variant(#handler_ident),
-                    location: ::core::concat!(::core::module_path!(), #location_suffix),
+                // Built field by field from `new` (a const fn): the definition is
+                // `#[non_exhaustive]`, so it can grow without breaking this expansion.
+                {
+                    let mut d = ::kafka_listener::__private::ListenerDefinition::new(
+                        #id,
+                        &[#(#topics),*],
+                        ::kafka_listener::__private::Handler::#variant(#handler_ident),
+                    );
+                    d.group_id = #group_id;
+                    d.concurrency = #concurrency;
+                    d.concurrency_per_partition = #concurrency_per_partition;
+                    d.ack_mode = #ack_mode;
+                    d.auto_startup = #auto_startup;
+                    d.properties = &[#(#properties),*];
+                    d.client_id_prefix = #client_id_prefix;
+                    d.topic_pattern = #topic_pattern;
+                    d.partitions = &[#(#partitions),*];
+                    d.rebalance_listener = #rebalance_listener;
+                    d.send_to = #send_to;
+                    d.settings = &[#(#settings),*];
+                    d.location = ::core::concat!(::core::module_path!(), #location_suffix);
+                    d
                 }
             }
         };

@@ -5,8 +5,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use kafka_listener::__private::Handler;
 use kafka_listener::{
-    find_listener, kafka_listener, BoxError, ConsumerRecord, ExtractError, Handler, Json, Key,
+    find_listener, kafka_listener, BoxError, ConsumerRecord, ExtractError, Json, Key,
     ListenerContext, ListenerDefinition, RecordMeta,
 };
 use serde::Deserialize;
@@ -70,14 +71,14 @@ fn listener(id: &str) -> &'static ListenerDefinition {
     find_listener(id).unwrap_or_else(|| panic!("listener `{id}` is not registered"))
 }
 
-fn record_handler(id: &str) -> kafka_listener::RecordHandlerFn {
+fn record_handler(id: &str) -> kafka_listener::__private::RecordHandlerFn {
     match listener(id).handler {
         Handler::Record(handler) => handler,
         other => panic!("listener `{id}` should be a record listener, is {other:?}"),
     }
 }
 
-fn batch_handler(id: &str) -> kafka_listener::BatchHandlerFn {
+fn batch_handler(id: &str) -> kafka_listener::__private::BatchHandlerFn {
     match listener(id).handler {
         Handler::Batch(handler) => handler,
         other => panic!("listener `{id}` should be a batch listener, is {other:?}"),

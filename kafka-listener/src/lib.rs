@@ -169,6 +169,8 @@
 //! `#[kafka_listener]` functions is not linked unless the binary references it:
 //! write `use my_listeners as _;` in the binary.
 
+#![warn(missing_debug_implementations)]
+
 pub mod config;
 mod container;
 pub mod dead_letter;
@@ -199,11 +201,12 @@ pub use error_handler::{
 pub use forward::{Forwards, IntoForwards};
 pub use kafka_listener_macros::kafka_listener;
 pub use listener::{
-    find_listener, registered_listeners, BatchHandlerFn, BatchInvocation, ConsumerRecord,
-    DeliveryAttempt, ExtractError, FromBatch, FromPayload, FromRecord, Handler, HandlerFuture,
-    Headers, IntoHandlerResult, Json, Key, ListenerContext, ListenerDefinition, RecordHandlerFn,
-    RecordMeta,
+    find_listener, registered_listeners, ConsumerRecord, DeliveryAttempt, ExtractError, FromBatch,
+    FromPayload, FromRecord, Headers, Json, Key, ListenerContext, ListenerDefinition, RecordMeta,
 };
+
+/// The ack modes (Spring's `ContainerProperties.AckMode`).
+pub use config::AckMode;
 pub use producer::{ProducerRecord, ProducerTemplate, SendResult};
 pub use registry::{registry, ListenerRegistry};
 pub use runtime::{run, run_with, Application, ApplicationBuilder, ShutdownReport};
@@ -214,14 +217,16 @@ pub use rdkafka;
 /// Re-exported: the `Bytes` extractor is `bytes::Bytes`.
 pub use bytes::Bytes;
 
-/// Not public API: what `#[kafka_listener]` expands to refers to these.
+/// Not public API: what `#[kafka_listener]` expands to refers to these (and tests of the
+/// expansion). They may change in any release.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::container::RebalanceListener;
     pub use crate::forward::{Forwarder, IntoForwardResult};
     pub use crate::listener::{
-        BatchInvocation, ConsumerRecord, ExtractError, FromBatch, FromRecord, Handler,
-        HandlerFuture, IntoHandlerResult, ListenerContext, ListenerDefinition,
+        BatchHandlerFn, BatchInvocation, ConsumerRecord, ExtractError, FromBatch, FromRecord,
+        Handler, HandlerFuture, IntoHandlerResult, ListenerContext, ListenerDefinition,
+        RecordHandlerFn,
     };
     pub use inventory;
 }

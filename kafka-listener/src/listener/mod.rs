@@ -66,8 +66,10 @@ impl Handler {
 ///
 /// Values are kept as written in the attribute (after macro validation); `${placeholders}` are
 /// resolved against the configuration when the listener starts. Embedders and tests can build
-/// one by hand and give it to [`ListenerContainer`](crate::ListenerContainer).
+/// one by hand with [`ListenerDefinition::new`] and set the public fields (it is
+/// `#[non_exhaustive]`, so new fields are not a breaking change).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ListenerDefinition {
     /// The listener id (default: the function's name). Used in config keys
     /// `kafka.listener.<id>.*`, logs and metrics.

@@ -334,7 +334,10 @@ impl ApplicationBuilder {
         let embedded = if settings.bootstrap_servers.trim() == "embedded" {
             let cluster = tokio::task::spawn_blocking(EmbeddedCluster::start)
                 .await
-                .map_err(|e| Error::Shutdown(format!("embedded cluster start panicked: {e}")))??;
+                .map_err(|e| Error::Panicked {
+                    what: "starting the embedded cluster".into(),
+                    message: e.to_string(),
+                })??;
             for plan in &plans {
                 for topic in &plan.props.topics {
                     cluster.create_topic(topic, EMBEDDED_PARTITIONS)?;
@@ -484,7 +487,10 @@ impl ApplicationBuilder {
         let rt = runtime.clone();
         tokio::task::spawn_blocking(move || to_start.iter().try_for_each(|c| c.start_on(&rt)))
             .await
-            .map_err(|e| Error::Shutdown(format!("starting the listeners panicked: {e}")))?
+            .map_err(|e| Error::Panicked {
+                what: "starting the listeners".into(),
+                message: e.to_string(),
+            })?
             .map_err(|e| attach_origin(e, &settings))?;
         Ok(Application {
             registry,
