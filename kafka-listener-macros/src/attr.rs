@@ -29,6 +29,7 @@ pub(crate) mod kw {
     pub(crate) const SEND_TO: &str = "send_to";
     pub(crate) const RETRY: &str = "retry";
     pub(crate) const BLOCKING_RETRY: &str = "blocking_retry";
+    pub(crate) const NEW_TOPIC: &str = "new_topic";
     pub(crate) const DEAD_LETTER: &str = "dead_letter";
 
     /// Every key, in the order the docs and error messages list them.
@@ -51,6 +52,7 @@ pub(crate) mod kw {
         RETRY,
         BLOCKING_RETRY,
         DEAD_LETTER,
+        NEW_TOPIC,
     ];
 
     /// Spring's `topicPartitions`, spelled `partitions` here.
@@ -263,6 +265,9 @@ fn parse_entry(key: &'static str, meta: &Meta, args: &mut ListenerArgs) -> syn::
     if key == kw::BLOCKING_RETRY {
         return options(meta, args, kw::BLOCKING_RETRY, None, BLOCKING_RETRY_OPTIONS);
     }
+    if key == kw::NEW_TOPIC {
+        return options(meta, args, kw::NEW_TOPIC, None, NEW_TOPIC_OPTIONS);
+    }
     if key == kw::DEAD_LETTER {
         args.settings
             .push(("dead-letter.enabled".into(), "true".into()));
@@ -373,6 +378,9 @@ fn example(key: &str) -> &'static str {
         kw::REBALANCE_LISTENER => "rebalance_listener = MY_REBALANCE_LISTENER",
         kw::SEND_TO => "send_to = \"orders.accepted\"",
         kw::RETRY => "retry(attempts = 4, backoff = \"1s\", multiplier = 2, max = \"30s\")",
+        kw::NEW_TOPIC => {
+            "new_topic(partitions = 6, replicas = 3, configs = \"retention.ms=604800000\")"
+        }
         kw::BLOCKING_RETRY => {
             "blocking_retry(attempts = 3, backoff = \"1s\", multiplier = 2, max = \"10s\", jitter = true)"
         }
@@ -430,6 +438,18 @@ const BLOCKING_RETRY_OPTIONS: &[OptionDef] = &[
         "retry.backoff.random",
         Some(("true", "false")),
     ),
+];
+
+/// `new_topic(partitions = 6, replicas = 3, configs = "retention.ms=604800000")`: how
+/// `kafka.admin.auto-create` creates the listener's topics (`kafka.listener.<id>.new-topic.*`).
+const NEW_TOPIC_OPTIONS: &[OptionDef] = &[
+    (&["partitions"], "new-topic.partitions", None),
+    (
+        &["replicas", "replication_factor"],
+        "new-topic.replicas",
+        None,
+    ),
+    (&["configs"], "new-topic.configs", None),
 ];
 
 /// `key(option = value, ...)` (or `key` alone): each option becomes a listener key; every

@@ -51,6 +51,7 @@ use proc_macro::TokenStream;
 /// | `rebalance_listener` | path of a `static` implementing `RebalanceListener` | none | container's `ConsumerRebalanceListener` |
 /// | `send_to` | `"topic"`: the handler's return value is sent there, keyed like the input; the input is finished once every forward was acknowledged; record listeners | none | `@SendTo` |
 /// | `retry` | `retry(attempts = 4, backoff = "1s", multiplier = 2, max = "30s", single_topic = false)` (each option optional): retry topics, `kafka.listener.<id>.retry-topic.*`; `single_topic = true`: retries with equal delays share one topic (`<topic>-retry` for a fixed delay); record listeners | off | `@RetryableTopic` (`sameIntervalTopicReuseStrategy`) |
+/// | `new_topic` | `new_topic(partitions = 6, replicas = 3, configs = "retention.ms=604800000")` (each option optional): how `kafka.admin.auto-create=true` creates the listener's topics when missing, `kafka.listener.<id>.new-topic.*` | not declared | `TopicBuilder` / `NewTopic` |
 /// | `blocking_retry` | `blocking_retry(attempts = 3, backoff = "1s", multiplier = 2, max = "10s", jitter = true)` (each option optional): retries in place while only the failing partition waits, `kafka.listener.<id>.retry.*`; not with `retry` | `kafka.listener.retry.*` (10 attempts, 1 s) | `DefaultErrorHandler` with a `BackOff` |
 /// | `dead_letter` | flag, `true`/`false`, or a topic (`"{topic}.DLT"`): `kafka.listener.<id>.dead-letter.*` | off | `DeadLetterPublishingRecoverer` |
 ///

@@ -111,6 +111,7 @@
 //! | `kafka.template.close-timeout` | — | Duration: how long shutdown waits for the producer's records in flight (default: what is left of `kafka.listener.shutdown-timeout`, at least 1 s). |
 //! | `kafka.admin.operation-timeout` | `10s` | Duration: timeout of admin requests (topic checks). |
 //! | `kafka.admin.properties.<name>` | — | Raw librdkafka property for the admin client. |
+//! | `kafka.admin.auto-create` | `false` | At start-up, create what is missing: every retry topic and dead-letter topic (with at least as many partitions as its source topic), and the listener topics that declare `new-topic.*`. Existing topics are checked, never altered. Spring Boot's `spring.kafka.admin.auto-create` (there on by default, for declared `NewTopic`s). |
 //! | `kafka.logging.format` | `text` | `json` for one JSON object a line (the record span's fields included), for log pipelines. Levels come from `RUST_LOG`, or when it is not set from Spring Boot's `logging.level.<target>` keys (`logging.level.root=warn`, `logging.level.kafka_listener=debug`; dots read as `::`). Service binaries (`kafka_listener::run`) only. |
 //! | `kafka.management.port` | — | The management endpoint's port (`/health/live`, `/health/ready`, `/metrics`, the status page at `/`); off unless set, `0` for any free port. |
 //! | `kafka.management.address` | `127.0.0.1` | The address the management endpoint binds (`0.0.0.0` to reach it from outside the host or pod). |
@@ -133,6 +134,9 @@
 //! | `kafka.listener.retry.backoff.max-delay` | `30s` | The longest pause (never below `delay`). |
 //! | `kafka.listener.retry.backoff.random` | `false` | Draw each pause at random between half of it and all of it, so partitions that failed together do not retry in step. |
 //! | `kafka.listener.delivery-attempt-header` | `false` | Record listeners see each call's delivery attempt (1, 2, ...) as a `kafka_deliveryAttempt` header, a 4-byte big-endian integer (Spring's `deliveryAttemptHeader`); the `DeliveryAttempt` extractor has it either way. |
+//! | `kafka.listener.new-topic.partitions` | — | Declares the listener's topics for `kafka.admin.auto-create`: their partitions (Spring's `TopicBuilder.partitions`). |
+//! | `kafka.listener.new-topic.replicas` | — | Their replication factor (default: the broker's `default.replication.factor`). |
+//! | `kafka.listener.new-topic.configs` | — | Their topic configs, `name=value` pairs separated by commas (`retention.ms=604800000,cleanup.policy=compact`). |
 //! | `kafka.listener.retry-topic.enabled` | `false` | Retry failed records through retry topics instead of in place (Spring's `@RetryableTopic`): `<topic>-retry-0`, `-retry-1`, ... (or shared topics, see `same-interval-topic-reuse`) then `<topic>-dlt`, consumed by a second container `<id>-retry` with the same handler; the main topic is not held up (per-key order is given up). Record listeners on named topics; the topics must exist. See `kafka_listener::retry_topic`. |
 //! | `kafka.listener.retry-topic.attempts` | `3` | Calls in all, the first on the main topic included: `attempts - 1` retries (a topic each, unless shared). |
 //! | `kafka.listener.retry-topic.backoff.delay` | `1s` | How long after its failure a record is due on the first retry topic. |

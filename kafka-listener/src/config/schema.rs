@@ -138,6 +138,7 @@ pub(crate) const KEYS: &[KeyDef] = &[
     def("kafka.template.default-topic", Kind::Text, None),
     def("kafka.template.close-timeout", Kind::Duration, None),
     def("kafka.admin.operation-timeout", Kind::Duration, Some("10s")),
+    def("kafka.admin.auto-create", Kind::Bool, Some("false")),
     def("kafka.logging.format", Kind::LogFormat, Some("text")),
     def("kafka.management.port", Kind::Port, None),
     def("kafka.management.address", Kind::Text, Some("127.0.0.1")),
@@ -256,6 +257,13 @@ pub(crate) const KEYS: &[KeyDef] = &[
         Kind::PositiveDuration,
         None,
     ),
+    def(
+        "kafka.listener.new-topic.partitions",
+        Kind::PositiveU32,
+        None,
+    ),
+    def("kafka.listener.new-topic.replicas", Kind::PositiveU32, None),
+    def("kafka.listener.new-topic.configs", Kind::Text, None),
     def(
         "kafka.listener.max-buffered-bytes",
         Kind::Size,

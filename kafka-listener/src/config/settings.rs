@@ -132,6 +132,9 @@ pub struct ProducerSettings {
 pub struct AdminSettings {
     /// `operation-timeout`: timeout of admin requests such as topic checks.
     pub operation_timeout: Duration,
+    /// `auto-create`: create missing listener topics that declare `new-topic.*`, and every
+    /// missing retry and dead-letter topic, at start-up.
+    pub auto_create: bool,
     /// `kafka.admin.properties.*`.
     pub properties: Vec<Passthrough>,
 }
@@ -240,6 +243,13 @@ pub struct ListenerSettings {
     /// `circuit-breaker.reset-after`: close a tripped breaker after this long (`None`: by
     /// command only).
     pub circuit_breaker_reset_after: Option<Duration>,
+    /// `new-topic.partitions`: partitions of the listener's topics when
+    /// `kafka.admin.auto-create` creates them (Spring's `TopicBuilder.partitions`).
+    pub new_topic_partitions: Option<u32>,
+    /// `new-topic.replicas`: their replication factor (`None`: the broker's default).
+    pub new_topic_replicas: Option<u32>,
+    /// `new-topic.configs`: their topic configs, `name=value` pairs separated by commas.
+    pub new_topic_configs: Vec<(String, String)>,
 }
 
 impl ListenerSettings {
@@ -279,6 +289,9 @@ impl ListenerSettings {
             circuit_breaker_ratio: None,
             circuit_breaker_window: 1,
             circuit_breaker_reset_after: None,
+            new_topic_partitions: None,
+            new_topic_replicas: None,
+            new_topic_configs: Vec::new(),
         }
     }
 
@@ -341,6 +354,9 @@ impl ListenerSettings {
             "circuit-breaker.reset-after" => {
                 self.circuit_breaker_reset_after = Some(parse_positive_duration(value)?)
             }
+            "new-topic.partitions" => self.new_topic_partitions = Some(parse_uint(value, true)?),
+            "new-topic.replicas" => self.new_topic_replicas = Some(parse_uint(value, true)?),
+            "new-topic.configs" => self.new_topic_configs = parse_topic_configs(value)?,
             // Reaching this means a key was added to the schema but not here;
             // the schema tests catch it, and failing loudly beats ignoring it.
             other => {
@@ -628,6 +644,22 @@ pub(crate) fn parse_ratio(value: &str) -> Result<f64, String> {
         .ok_or_else(|| "expected a share above 0 and below 1 (0.5 for half)".to_owned())
 }
 
+/// Topic configs: `name=value` pairs separated by commas (`retention.ms=86400000,
+/// cleanup.policy=compact`).
+pub(crate) fn parse_topic_configs(value: &str) -> Result<Vec<(String, String)>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.trim().to_owned())),
+            _ => Err(format!(
+                "expected name=value pairs separated by commas (retention.ms=86400000), found {pair:?}"
+            )),
+        })
+        .collect()
+}
+
 /// A TCP port (0 asks the system for a free one).
 pub(crate) fn parse_port(value: &str) -> Result<u16, String> {
     value
@@ -780,6 +812,7 @@ pub(crate) fn build(values: &dyn Values, ids: &[&str]) -> (Settings, Vec<super::
         },
         admin: AdminSettings {
             operation_timeout: reader.required("kafka.admin.operation-timeout", parse_duration),
+            auto_create: reader.required("kafka.admin.auto-create", parse_bool),
             properties: values.passthrough("kafka.admin.properties."),
         },
         management: ManagementSettings {
@@ -1090,6 +1123,7 @@ mod tests {
             let value = def.default.unwrap_or(match def.kind {
                 schema::Kind::Bool => "true",
                 schema::Kind::Ratio => "0.5",
+                _ if def.key.ends_with(".configs") => "retention.ms=1000",
                 _ => "7",
             });
             assert_eq!(settings.apply(def, value), Ok(()), "{}", def.key);

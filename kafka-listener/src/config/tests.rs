@@ -909,6 +909,9 @@ fn defaults() {
         circuit_breaker_ratio: None,
         circuit_breaker_window: 100,
         circuit_breaker_reset_after: None,
+        new_topic_partitions: None,
+        new_topic_replicas: None,
+        new_topic_configs: Vec::new(),
     };
     let expected = Settings {
         bootstrap_servers: "localhost:9092".to_owned(),
@@ -942,6 +945,7 @@ fn defaults() {
         },
         admin: AdminSettings {
             operation_timeout: Duration::from_secs(10),
+            auto_create: false,
             properties: vec![],
         },
         management: ManagementSettings {
@@ -1202,6 +1206,7 @@ fn dump_lists_effective_values_sorted_and_aligned() {
     assert_eq!(
         config.dump(),
         "\
+kafka.admin.auto-create = false                                          # default
 kafka.admin.operation-timeout = 10s                                      # default
 kafka.bootstrap-servers = localhost:9092                                 # default
 kafka.consumer.auto-offset-reset = earliest                              # default

@@ -289,10 +289,23 @@ impl ApplicationBuilder {
             verified.push("brokers: embedded (in-process), nothing to reach".into());
             return Ok(verified);
         }
-        let check = startup_check(&settings, &settings.bootstrap_servers, &plans, true, |id| {
+        let mut check = startup_check(&settings, &settings.bootstrap_servers, &plans, true, |id| {
             self.recoverers.iter().any(|(r, _)| r == id)
         });
         verified.push(format!("brokers: {} answered", settings.bootstrap_servers));
+        if settings.admin.auto_create {
+            // Created at start-up when missing: not a failure here.
+            let needed = super::topics::needed(&plans);
+            check
+                .topics
+                .retain(|(_, t, _)| !needed.iter().any(|n| n.topic == *t));
+            for n in &needed {
+                verified.push(format!(
+                    "listener {}: topic {} is created at start-up if missing (kafka.admin.auto-create)",
+                    n.listener, n.topic
+                ));
+            }
+        }
         for (id, topic, dead_letter) in &check.topics {
             verified.push(if *dead_letter {
                 format!("listener {id}: dead-letter topic {topic} exists")
@@ -354,6 +367,28 @@ impl ApplicationBuilder {
 
         let producer = create_producer(&settings, &config, &bootstrap)?;
 
+        if settings.admin.auto_create {
+            let needed = super::topics::needed(&plans);
+            match &embedded {
+                Some(cluster) => {
+                    for n in &needed {
+                        cluster.create_topic(&n.topic, EMBEDDED_PARTITIONS)?;
+                    }
+                }
+                None => {
+                    let admin = admin_config(&settings, &bootstrap);
+                    let timeout = settings.admin.operation_timeout;
+                    tokio::task::spawn_blocking(move || {
+                        super::topics::create_missing(&admin, timeout, &needed)
+                    })
+                    .await
+                    .map_err(|e| Error::Panicked {
+                        what: "creating the topics".into(),
+                        message: e.to_string(),
+                    })??;
+                }
+            }
+        }
         if !plans.is_empty() {
             let check = startup_check(&settings, &bootstrap, &plans, false, |_| false);
             let outcome = tokio::task::spawn_blocking(move || check.run())
@@ -515,10 +550,7 @@ fn startup_check(
     every_topic: bool,
     custom_recoverer: impl Fn(&str) -> bool,
 ) -> StartupCheck {
-    let mut admin = base_client_config(settings, bootstrap);
-    for p in &settings.admin.properties {
-        admin.set(&p.key, &p.value);
-    }
+    let admin = admin_config(settings, bootstrap);
     let mut topics: Vec<(String, String, bool)> = Vec::new();
     for p in plans
         .iter()
@@ -606,4 +638,13 @@ fn startup_check(
             })
             .collect(),
     }
+}
+
+/// The admin client's configuration: the common one plus `kafka.admin.properties.*`.
+fn admin_config(settings: &Settings, bootstrap: &str) -> rdkafka::ClientConfig {
+    let mut admin = base_client_config(settings, bootstrap);
+    for p in &settings.admin.properties {
+        admin.set(&p.key, &p.value);
+    }
+    admin
 }

@@ -13,6 +13,7 @@ mod clients;
 mod logging;
 mod plan;
 mod signals;
+mod topics;
 
 pub use application::{Application, ShutdownReport};
 pub use builder::ApplicationBuilder;

@@ -45,6 +45,9 @@ pub(super) struct ListenerPlan {
     /// Retry topics: calls in all and the delays (the policy), and whether retries with the
     /// same delay share a topic.
     pub(super) retry_topic: Option<(RetryPolicy, bool)>,
+    /// `new-topic.*`: how the listener's topics are created by `kafka.admin.auto-create`
+    /// (`None`: not declared).
+    pub(super) new_topic: Option<super::topics::NewTopicSpec>,
 }
 
 /// A value set for this listener in the configuration (`kafka.listener.<id>.<key>`) wins over
@@ -347,10 +350,19 @@ pub(super) fn plan_listener(
                 send_to: None,
                 retry_topic,
                 dead_letter: None,
+                new_topic: None,
             });
         }
     }
+    let declared = ls.new_topic_partitions.is_some()
+        || ls.new_topic_replicas.is_some()
+        || !ls.new_topic_configs.is_empty();
     let plan = ListenerPlan {
+        new_topic: declared.then(|| super::topics::NewTopicSpec {
+            partitions: ls.new_topic_partitions,
+            replicas: ls.new_topic_replicas,
+            configs: ls.new_topic_configs.clone(),
+        }),
         props,
         handler: def.handler,
         auto_startup,
