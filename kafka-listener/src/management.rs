@@ -7,19 +7,24 @@
 //! | `/health/live` (also `/actuator/health/liveness`) | 200 while no consumer died; 503 once one did (the process then exits with code 4) |
 //! | `/health/ready` (also `/actuator/health/readiness`) | 200 once every running listener's consumers are in their group (an empty assignment counts: more consumers than partitions is legitimately idle) and no circuit breaker is open; 503 before that, while a breaker is open, after a consumer died, and from the start of shutdown |
 //! | `/metrics` (also `/actuator/prometheus`) | the Prometheus text format (see [`telemetry`](crate::telemetry)) |
+//! | `/` | the status page: listeners, groups, partitions with their committed lag and a chart of its last minutes, paused / stopped / circuit-breaker state, recent failures and dead letters (served from the binary; no CDN) |
+//! | `/status` | what the page shows, as JSON |
+//! | `POST /actions/<listener>/<action>` | `pause`, `resume`, `stop`, `start`, `reset-breaker`: only with `Authorization: Bearer <kafka.management.token>`; 403 without a configured token, 401 with a wrong or missing one |
 //!
 //! A listener stopped or paused on purpose keeps both up: readiness looks at running
 //! containers only, and a pause is not a failure. Health bodies are JSON in Spring Boot
 //! Actuator's shape (`{"status":"UP","components":{...}}`).
 
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
@@ -34,7 +39,18 @@ struct Shared {
     registry: WeakRegistry,
     prometheus: Option<PrometheusHandle>,
     shutting_down: AtomicBool,
+    /// `kafka.management.token`: actions need it.
+    token: Option<String>,
+    /// Each partition's committed lag over the last minutes: (listener, topic, partition) to
+    /// (seconds since the epoch, lag) samples, one per `lag-interval`.
+    history: Mutex<HashMap<PartitionKey, VecDeque<(i64, i64)>>>,
 }
+
+/// (listener, topic, partition).
+type PartitionKey = (String, String, i32);
+
+/// Samples kept per partition for the status page's chart.
+const HISTORY: usize = 120;
 
 /// A running management endpoint; stopped with [`Management::stop`].
 #[derive(Debug)]
@@ -60,6 +76,8 @@ impl Management {
         port: u16,
         registry: WeakRegistry,
         prometheus: Option<PrometheusHandle>,
+        token: Option<String>,
+        lag_interval: Duration,
     ) -> Result<Management> {
         let bind = format!("{address}:{port}");
         let listener = tokio::net::TcpListener::bind(&bind)
@@ -78,6 +96,8 @@ impl Management {
             registry,
             prometheus,
             shutting_down: AtomicBool::new(false),
+            token: token.filter(|t| !t.is_empty()),
+            history: Mutex::new(HashMap::new()),
         });
         let app = Router::new()
             .route("/health/live", get(live))
@@ -86,8 +106,22 @@ impl Management {
             .route("/actuator/health/readiness", get(ready))
             .route("/metrics", get(metrics))
             .route("/actuator/prometheus", get(metrics))
+            .route("/", get(page))
+            .route("/status", get(status))
+            .route("/actions/{listener}/{action}", post(action))
             .with_state(Arc::clone(&shared));
         let stop = CancellationToken::new();
+        // The lag chart's samples.
+        let (sampler, until) = (Arc::clone(&shared), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(lag_interval);
+            loop {
+                tokio::select! {
+                    () = until.cancelled() => break,
+                    _ = tick.tick() => sample(&sampler),
+                }
+            }
+        });
         let until = stop.clone();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
@@ -97,7 +131,7 @@ impl Management {
                 tracing::error!(%error, "the management endpoint stopped");
             }
         });
-        tracing::info!(%address, "management endpoint: /health/live, /health/ready, /metrics");
+        tracing::info!(%address, "management endpoint: / (status page), /health/live, /health/ready, /metrics");
         Ok(Management {
             address,
             shared,
@@ -216,4 +250,164 @@ async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
         handle.render(),
     )
         .into_response()
+}
+
+/// One sample of every partition's lag into the history.
+fn sample(shared: &Shared) {
+    let Some(registry) = shared.registry.upgrade() else {
+        return;
+    };
+    let now = crate::retry_topic::now_ms() / 1000;
+    let mut history = shared.history.lock().unwrap_or_else(|p| p.into_inner());
+    for c in registry.containers.get().into_iter().flatten() {
+        for (topic, partition, lag, _) in c.partition_status() {
+            let Some(lag) = lag else { continue };
+            let series = history
+                .entry((c.listener_id().to_owned(), topic, partition))
+                .or_default();
+            if series.len() == HISTORY {
+                series.pop_front();
+            }
+            series.push_back((now, lag));
+        }
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    let Some(registry) = shared.registry.upgrade() else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response();
+    };
+    let history = shared
+        .history
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let listeners: Vec<Value> = registry
+        .containers
+        .get()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let id = c.listener_id();
+            let p = c.properties();
+            let partitions: Vec<Value> = c
+                .partition_status()
+                .into_iter()
+                .map(|(topic, partition, lag, paused)| {
+                    let chart: Vec<(i64, i64)> = history
+                        .get(&(id.to_owned(), topic.clone(), partition))
+                        .map(|s| s.iter().copied().collect())
+                        .unwrap_or_default();
+                    json!({
+                        "topic": topic, "partition": partition, "lag": lag,
+                        "paused": paused, "history": chart,
+                    })
+                })
+                .collect();
+            json!({
+                "id": id,
+                "group": p.group_id,
+                "topics": p.topics,
+                "pattern": p.topic_pattern,
+                "ackMode": p.ack_mode.to_string(),
+                "concurrency": p.concurrency,
+                "running": c.is_running(),
+                "paused": c.is_paused(),
+                "joined": c.has_joined(),
+                "circuitBreakerOpen": c.is_circuit_breaker_open(),
+                "circuitBreakerTrips": c.circuit_breaker_trips(),
+                "finished": c.finished(),
+                "partitions": partitions,
+                "recent": c.recent_events(),
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "died": supervision::death(),
+        "shuttingDown": shared.shutting_down.load(Ordering::Acquire),
+        "actions": shared.token.is_some(),
+        "listeners": listeners,
+    }))
+    .into_response()
+}
+
+async fn action(
+    State(shared): State<Arc<Shared>>,
+    Path((listener, action)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(token) = &shared.token else {
+        return (
+            StatusCode::FORBIDDEN,
+            "actions are off: set kafka.management.token to allow them\n",
+        )
+            .into_response();
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
+        tracing::warn!(%listener, %action, "status page action refused: missing or wrong token");
+        return (
+            StatusCode::UNAUTHORIZED,
+            "a valid Authorization: Bearer token is needed\n",
+        )
+            .into_response();
+    }
+    let Some(container) = shared
+        .registry
+        .upgrade()
+        .and_then(|r| r.container(&listener))
+    else {
+        return (StatusCode::NOT_FOUND, format!("no listener {listener}\n")).into_response();
+    };
+    tracing::warn!(%listener, %action, "status page action");
+    let done = match action.as_str() {
+        "pause" => {
+            container.pause();
+            Ok(())
+        }
+        "resume" => {
+            container.resume();
+            Ok(())
+        }
+        "reset-breaker" => {
+            container.reset_circuit_breaker();
+            Ok(())
+        }
+        "start" => container.start().map_err(|e| e.to_string()),
+        "stop" => {
+            let timeout = container.properties().shutdown_timeout;
+            let report = container.stop_gracefully(timeout).await;
+            if report.commit_failures == 0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "stopped, with {} commit failures",
+                    report.commit_failures
+                ))
+            }
+        }
+        other => {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no action {other}: pause, resume, stop, start or reset-breaker\n"),
+            )
+                .into_response()
+        }
+    };
+    match done {
+        Ok(()) => (StatusCode::OK, format!("{action}: done\n")).into_response(),
+        Err(e) => (StatusCode::CONFLICT, format!("{action}: {e}\n")).into_response(),
+    }
+}
+
+/// Compares without stopping at the first difference (a token's prefix cannot be timed).
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+async fn page() -> Html<&'static str> {
+    Html(include_str!("management/status.html"))
 }

@@ -167,6 +167,67 @@ struct Progress {
     finished: i64,
     committed_at: Instant,
     finished_at: Instant,
+    /// The committed lag at the last tick (`None`: not known yet).
+    lag: Option<i64>,
+}
+
+/// Something that went wrong with a record, for the status page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub(crate) struct RecentEvent {
+    /// Milliseconds since the epoch.
+    pub(crate) at_ms: i64,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    /// `handler failed`, `given up (dead_letter)`, `recoverer failed`, ...
+    pub(crate) what: String,
+    pub(crate) error: String,
+}
+
+/// The last few [`RecentEvent`]s of a listener (failures only: nothing on the happy path).
+#[derive(Debug, Default)]
+pub(crate) struct RecentEvents(Mutex<std::collections::VecDeque<RecentEvent>>);
+
+impl RecentEvents {
+    const KEEP: usize = 20;
+
+    pub(crate) fn push(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        what: String,
+        error: &dyn std::fmt::Display,
+    ) {
+        let mut error = error.to_string();
+        if error.len() > 300 {
+            let mut cut = 300;
+            while !error.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            error.truncate(cut);
+            error.push('…');
+        }
+        let event = RecentEvent {
+            at_ms: crate::retry_topic::now_ms(),
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            what,
+            error,
+        };
+        let mut events = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if events.len() == Self::KEEP {
+            events.pop_front();
+        }
+        events.push_back(event);
+    }
+
+    /// Newest first.
+    pub(crate) fn list(&self) -> Vec<RecentEvent> {
+        let events = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        events.iter().rev().cloned().collect()
+    }
 }
 
 /// The per-partition gauges of one consumer, refreshed from librdkafka's statistics.
@@ -214,6 +275,7 @@ impl PartitionGauges {
                     finished: s.finished,
                     committed_at: now,
                     finished_at: now,
+                    lag: None,
                 });
             if s.committed != entry.committed {
                 entry.committed = s.committed;
@@ -227,10 +289,21 @@ impl PartitionGauges {
                 .set(now.duration_since(entry.committed_at).as_secs_f64());
             metrics::gauge!("kafka_listener_seconds_since_last_record", labels.iter())
                 .set(now.duration_since(entry.finished_at).as_secs_f64());
-            if let Some(lag) = committed_lag(s) {
+            entry.lag = committed_lag(s);
+            if let Some(lag) = entry.lag {
                 metrics::gauge!("kafka_listener_committed_lag", labels.iter()).set(lag as f64);
             }
         }
+    }
+}
+
+impl PartitionGauges {
+    /// The committed lag of `topic`/`partition` at the last statistics tick.
+    pub(crate) fn lag(&self, topic: &str, partition: i32) -> Option<i64> {
+        let progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        progress
+            .get(&(topic.to_owned(), partition))
+            .and_then(|p| p.lag)
     }
 }
 

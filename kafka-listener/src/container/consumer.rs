@@ -114,6 +114,26 @@ impl ConsumerCore {
             .count()
     }
 
+    /// Each partition it owns: topic, partition, committed lag (at the last statistics tick),
+    /// paused.
+    pub(crate) fn partition_status(
+        &self,
+        container_paused: bool,
+    ) -> Vec<(String, i32, Option<i64>, bool)> {
+        self.assigned()
+            .iter()
+            .map(|a| {
+                let s = &a.state;
+                (
+                    s.topic.to_string(),
+                    s.partition,
+                    self.gauges.lag(&s.topic, s.partition),
+                    container_paused || s.paused.load(std::sync::atomic::Ordering::Acquire) != 0,
+                )
+            })
+            .collect()
+    }
+
     /// The partitions this consumer owns now.
     pub(crate) fn assignment(&self) -> Vec<(String, i32)> {
         self.assigned()

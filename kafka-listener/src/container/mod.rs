@@ -436,6 +436,23 @@ impl ListenerContainer {
             .sum()
     }
 
+    /// Its partitions now, sorted: topic, partition, committed lag (from the last statistics
+    /// tick, when the management endpoint is on), paused.
+    pub(crate) fn partition_status(&self) -> Vec<(String, i32, Option<i64>, bool)> {
+        let paused = self.is_paused();
+        let mut all: Vec<_> = lock(&self.inner.running)
+            .iter()
+            .flat_map(|r| r.cores.iter().flat_map(|c| c.partition_status(paused)))
+            .collect();
+        all.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+        all
+    }
+
+    /// The last failures of its records (newest first), for the status page.
+    pub(crate) fn recent_events(&self) -> Vec<crate::telemetry::RecentEvent> {
+        self.inner.counters.recent.list()
+    }
+
     /// Whether its consumers are in their group (they ran an assignment callback since the
     /// last start, empty assignments included), or its partitions were assigned directly.
     pub fn has_joined(&self) -> bool {

@@ -348,6 +348,8 @@ pub(crate) struct Counters {
     /// Assignment callbacks its consumers ran (an empty assignment counts: the consumer is in
     /// its group), for readiness.
     pub(crate) assignments: AtomicU64,
+    /// The last failures, for the status page.
+    pub(crate) recent: crate::telemetry::RecentEvents,
 }
 
 /// What a handler's `Acknowledgment` needs to reach its partition.

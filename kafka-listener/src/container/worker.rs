@@ -682,6 +682,13 @@ impl Worker {
                 Ok(()) => {
                     self.counters.recovered.fetch_add(1, Ordering::Relaxed);
                     self.counters.meters.given_up(self.recoverer.kind());
+                    self.counters.recent.push(
+                        &self.state.topic,
+                        self.state.partition,
+                        record.offset,
+                        format!("given up ({})", self.recoverer.kind()),
+                        failure,
+                    );
                     if let Some(b) = &self.counters.breaker {
                         b.on_given_up(&self.cx.listener_id);
                     }
@@ -691,6 +698,13 @@ impl Worker {
             };
             failures += 1;
             self.counters.meters.recoverer_failures.increment(1);
+            self.counters.recent.push(
+                &self.state.topic,
+                self.state.partition,
+                record.offset,
+                "recoverer failed: the record waits".to_owned(),
+                &error,
+            );
             let pause = recoverer_pause(failures);
             tracing::error!(
                 listener = %self.cx.listener_id,
@@ -795,6 +809,13 @@ impl Worker {
                 Err(error) => error,
             };
             meters.failures.increment(1);
+            self.counters.recent.push(
+                &self.state.topic,
+                self.state.partition,
+                offset,
+                format!("handler failed (attempt {attempt})"),
+                &error,
+            );
             if split && BatchListenerFailed::index_in(&*error).is_some() {
                 return Err(Failure::Exhausted {
                     attempts: attempt,

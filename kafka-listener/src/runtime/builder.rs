@@ -513,6 +513,8 @@ impl ApplicationBuilder {
                     port,
                     registry.downgrade(),
                     prometheus,
+                    settings.management.token.clone(),
+                    settings.management.lag_interval,
                 )
                 .await?,
             ),
