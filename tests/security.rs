@@ -410,3 +410,62 @@ async fn the_orders_service_with_a_wrong_password_exits_1_naming_authentication(
     );
     assert!(!text.contains("wrong-pw-x2"), "password leaked:\n{text}");
 }
+
+/// `orders check` as a principal that may read the topic but not use the group: exit 1, the
+/// group named, the password nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_a_denied_group_and_exits_1() {
+    init_logging();
+    let Some(plain) = real_broker() else { return };
+    let Some((sasl, ca)) = secured() else { return };
+    let (topic, group) = (unique("check-bob"), unique("check-bob-g"));
+    create_topic(&plain, &topic, 1).await;
+    acl(&[
+        "--add",
+        "--allow-principal",
+        "User:bob",
+        "--operation",
+        "Read",
+        "--operation",
+        "Describe",
+        "--topic",
+        &topic,
+    ]);
+    let out = Command::new(orders_bin())
+        .arg("check")
+        .args(["--set", &format!("kafka.listener.orders.group-id={group}")])
+        .args(["--set", "kafka.admin.operation-timeout=10s"])
+        .env("KAFKA_BOOTSTRAP_SERVERS", &sasl)
+        .env("ORDERS_TOPIC", &topic)
+        .env("RUST_LOG", "off")
+        .env("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+        .env("KAFKA_SSL_TRUST_STORE_LOCATION", &ca)
+        .env("KAFKA_PROPERTIES_SASL_MECHANISM", "SCRAM-SHA-256")
+        .args([
+            "--set",
+            "kafka.properties.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"bob\" password=\"bob-secret\";",
+        ])
+        .current_dir(std::env::temp_dir())
+        .stdin(Stdio::null())
+        .output()
+        .expect("orders check");
+    acl(&[
+        "--remove",
+        "--force",
+        "--allow-principal",
+        "User:bob",
+        "--topic",
+        &topic,
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("not authorized for group") && text.contains(&group),
+        "names the group: {text}"
+    );
+    assert!(!text.contains("bob-secret"), "the password leaked: {text}");
+}

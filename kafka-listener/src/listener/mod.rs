@@ -195,7 +195,8 @@ impl ListenerContext {
         &self.listener_id
     }
 
-    /// A context for calling erased handlers in tests.
+    /// A context for calling erased handlers in tests (of the macro's expansion).
+    #[doc(hidden)]
     pub fn for_tests(listener_id: &str) -> Self {
         ListenerContext {
             listener_id: Arc::from(listener_id),
