@@ -134,10 +134,13 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
     };
     let send_to = optional(args.send_to.as_deref());
     let settings = args.settings.iter().map(|(k, v)| quote!((#k, #v)));
+    let (payload_type, payload_schema) = payload(arguments);
     let location_suffix = format!("::{fn_name}");
     quote! {
         const _: () = {
             #handler
+
+            #payload_schema
 
             ::kafka_listener::__private::inventory::submit! {
                 // Built field by field from `new` (a const fn): the definition is
@@ -161,10 +164,64 @@ fn registration(args: &ListenerArgs, sig: &Signature, arguments: &[Argument<'_>]
                     d.send_to = #send_to;
                     d.settings = &[#(#settings),*];
                     d.location = ::core::concat!(::core::module_path!(), #location_suffix);
+                    d.payload_type = #payload_type;
+                    d.payload_schema = ::core::option::Option::Some(__kafka_listener_payload_schema);
                     d
                 }
             }
         };
+    }
+}
+
+/// The record's payload as the listener takes it (`Json<T>`, `String`, bytes; for a batch
+/// listener the element of its `Vec`): its type as written, and a function giving its JSON
+/// Schema when the type implements `schemars::JsonSchema` (chosen by autoref: no bound on the
+/// user's type).
+fn payload(arguments: &[Argument<'_>]) -> (TokenStream, TokenStream) {
+    let last_segment = |ty: &Type| match ty {
+        Type::Path(p) => p.path.segments.last().cloned(),
+        _ => None,
+    };
+    let found = arguments.iter().find_map(|a| {
+        let seg = last_segment(a.extracted)?;
+        match seg.ident.to_string().as_str() {
+            "Json" => match &seg.arguments {
+                syn::PathArguments::AngleBracketed(g) => g.args.iter().find_map(|arg| match arg {
+                    syn::GenericArgument::Type(t) => Some((a.extracted, t.clone())),
+                    _ => None,
+                }),
+                _ => None,
+            },
+            "String" => Some((a.extracted, syn::parse_quote!(::std::string::String))),
+            _ => None,
+        }
+    });
+    match found {
+        Some((written, inner)) => {
+            let written = validate::render(written);
+            (
+                quote!(::core::option::Option::Some(#written)),
+                quote! {
+                    fn __kafka_listener_payload_schema()
+                        -> ::core::option::Option<::kafka_listener::__private::serde_json::Value>
+                    {
+                        #[allow(unused_imports)]
+                        use ::kafka_listener::__private::{NoSchema as _, ViaSchemars as _};
+                        (&::kafka_listener::__private::SchemaProbe::<#inner>::new()).payload_schema()
+                    }
+                },
+            )
+        }
+        None => (
+            quote!(::core::option::Option::None),
+            quote! {
+                fn __kafka_listener_payload_schema()
+                    -> ::core::option::Option<::kafka_listener::__private::serde_json::Value>
+                {
+                    ::core::option::Option::None
+                }
+            },
+        ),
     }
 }
 

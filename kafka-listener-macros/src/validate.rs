@@ -193,7 +193,7 @@ fn ungroup(mut ty: &Type) -> &Type {
 }
 
 /// A type as a user would write it (`Vec<Json<Order>>`, not `Vec < Json < Order > >`).
-fn render(ty: &Type) -> String {
+pub(crate) fn render(ty: &Type) -> String {
     let tokens: TokenStream = ty.to_token_stream();
     let text = tokens.to_string();
     let mut out = String::with_capacity(text.len());

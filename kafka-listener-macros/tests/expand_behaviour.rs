@@ -364,3 +364,11 @@ async fn on_refund(value: String) {
 fn topic_names_the_one_topic() {
     assert_eq!(listener("one-topic").topics, &["refunds"]);
 }
+
+#[test]
+fn the_payload_type_is_registered_and_a_type_without_a_schema_has_none() {
+    let def = listener("on_order");
+    assert_eq!(def.payload_type, Some("Json<Order>"));
+    let schema = def.payload_schema.expect("a schema function");
+    assert_eq!(schema(), None, "Order does not implement JsonSchema");
+}

@@ -225,8 +225,9 @@ pub mod __private {
     pub use crate::forward::{Forwarder, IntoForwardResult};
     pub use crate::listener::{
         BatchHandlerFn, BatchInvocation, ConsumerRecord, ExtractError, FromBatch, FromRecord,
-        Handler, HandlerFuture, IntoHandlerResult, ListenerContext, ListenerDefinition,
-        RecordHandlerFn,
+        Handler, HandlerFuture, IntoHandlerResult, ListenerContext, ListenerDefinition, NoSchema,
+        RecordHandlerFn, SchemaProbe, ViaSchemars,
     };
     pub use inventory;
+    pub use serde_json;
 }

@@ -24,11 +24,15 @@
 use kafka_listener::{kafka_listener, BoxError, Json, NonRetryable};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Deserialize)]
+/// An order, as the shop publishes it.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[allow(dead_code)] // customer is part of the contract, unused by this service
 struct Order {
+    /// The order's id, also the record key.
     id: String,
+    /// The amount in cents; negative amounts are refused (dead-lettered).
     amount_cents: i64,
+    /// Who ordered.
     customer: String,
 }
 

@@ -108,6 +108,11 @@ pub struct ListenerDefinition {
     pub handler: Handler,
     /// Where the listener is declared (`module::path::fn_name`), for messages.
     pub location: &'static str,
+    /// The payload as the handler takes it (`Json<Order>`, `String`), as written; `None` when
+    /// it takes none of those (the AsyncAPI document then describes no payload).
+    pub payload_type: Option<&'static str>,
+    /// The payload's JSON Schema, when its type implements `schemars::JsonSchema`.
+    pub payload_schema: Option<fn() -> Option<serde_json::Value>>,
 }
 
 impl ListenerDefinition {
@@ -130,9 +135,57 @@ impl ListenerDefinition {
             settings: &[],
             handler,
             location: "",
+            payload_type: None,
+            payload_schema: None,
         }
     }
 }
+
+/// Finds a payload type's JSON Schema by autoref: [`ViaSchemars`] applies when the type
+/// implements `schemars::JsonSchema`, [`NoSchema`] otherwise (for generated code).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SchemaProbe<T>(std::marker::PhantomData<T>);
+
+impl<T> SchemaProbe<T> {
+    /// A probe for `T`.
+    #[allow(clippy::new_without_default)]
+    pub const fn new() -> Self {
+        SchemaProbe(std::marker::PhantomData)
+    }
+}
+
+/// The schema of a payload type that has one (draft-07, subschemas inlined, as AsyncAPI
+/// messages embed it).
+#[doc(hidden)]
+pub trait ViaSchemars {
+    /// The schema.
+    fn payload_schema(&self) -> Option<serde_json::Value>;
+}
+
+impl<T: schemars::JsonSchema> ViaSchemars for SchemaProbe<T> {
+    fn payload_schema(&self) -> Option<serde_json::Value> {
+        let mut settings = schemars::generate::SchemaSettings::draft07();
+        settings.inline_subschemas = true;
+        let schema = settings.into_generator().into_root_schema_for::<T>();
+        let mut value = serde_json::to_value(schema).ok()?;
+        if let Some(map) = value.as_object_mut() {
+            map.remove("$schema");
+        }
+        Some(value)
+    }
+}
+
+/// The fallback: no schema.
+#[doc(hidden)]
+pub trait NoSchema {
+    /// None.
+    fn payload_schema(&self) -> Option<serde_json::Value> {
+        None
+    }
+}
+
+impl<T> NoSchema for &SchemaProbe<T> {}
 
 impl std::fmt::Debug for ListenerDefinition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +202,7 @@ impl std::fmt::Debug for ListenerDefinition {
             .field("settings", &self.settings)
             .field("handler", &self.handler)
             .field("location", &self.location)
+            .field("payload_type", &self.payload_type)
             .finish_non_exhaustive()
     }
 }

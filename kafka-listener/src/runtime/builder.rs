@@ -211,6 +211,16 @@ impl ApplicationBuilder {
         Ok((config, settings, plans))
     }
 
+    /// An AsyncAPI 3.0 document of the listeners (`asyncapi` on the command line): a channel
+    /// per topic, a `receive` operation per listener container with its group, a `send`
+    /// operation per `send_to`, and each payload's JSON Schema where its type implements
+    /// `schemars::JsonSchema`.
+    pub fn asyncapi(&self, title: &str) -> Result<serde_json::Value> {
+        let defs = self.definitions()?;
+        let (_, settings, plans) = self.plans()?;
+        Ok(super::asyncapi::document(title, &settings, &defs, &plans))
+    }
+
     /// A line per listener container as configured (`listeners` on the command line): id,
     /// topics, group, ack mode, concurrency and what happens to a failing record.
     pub fn describe(&self) -> Result<Vec<String>> {

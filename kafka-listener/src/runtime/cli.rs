@@ -47,6 +47,8 @@ pub(super) enum Command {
     /// Validate the configuration, reach the brokers and verify every listener's topics and
     /// group; exit code 0 when everything holds, 1 with the first problem otherwise.
     Check,
+    /// Print an AsyncAPI 3.0 document (JSON) of the listeners and their payload schemas.
+    Asyncapi,
 }
 
 /// Loads the configuration, starts every registered listener, and runs until SIGTERM or
@@ -145,6 +147,22 @@ pub(super) async fn run_cli(cli: Cli, runner: Option<Runner>) -> ExitCode {
                     for line in verified {
                         println!("ok: {line}");
                     }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    report_startup_error(&e);
+                    ExitCode::from(1)
+                }
+            };
+        }
+        Some(Command::Asyncapi) => {
+            let title = std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "kafka-listener service".into());
+            return match builder.asyncapi(&title) {
+                Ok(doc) => {
+                    println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

@@ -6,6 +6,7 @@
 //! [`application`] (a running [`Application`], shutdown).
 
 mod application;
+mod asyncapi;
 mod builder;
 mod check;
 mod cli;
