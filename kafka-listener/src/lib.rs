@@ -186,6 +186,7 @@ mod registry;
 pub mod retry_topic;
 pub(crate) mod runtime;
 pub mod telemetry;
+pub mod testing;
 
 pub use container::{
     Acknowledgment, AssignmentSeeker, CircuitBreakerPolicy, ContainerProperties, ContainerReport,
