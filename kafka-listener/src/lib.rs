@@ -181,6 +181,8 @@ mod forward;
 mod librdkafka_log;
 mod listener;
 mod management;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod producer;
 mod registry;
 pub mod retry_topic;

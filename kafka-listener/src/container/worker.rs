@@ -615,6 +615,8 @@ impl Worker {
             offset = record.offset,
             key = record.key().map(|k| tracing::field::display(String::from_utf8_lossy(k))),
         );
+        #[cfg(feature = "opentelemetry")]
+        crate::otel::set_parent(&span, record);
         let result = self
             .with_retries(record.offset, |cx| {
                 // Spring's `kafka_deliveryAttempt`, on a copy (the extractors borrow the
