@@ -220,7 +220,7 @@ async fn check_reaches_the_broker_and_names_what_is_missing() {
     for line in [
         format!("ok: brokers: {bs} answered"),
         format!("ok: listener orders: topic {topic} exists and is readable"),
-        format!("ok: listener orders: topic {topic}.DLT exists and is readable"),
+        format!("ok: listener orders: dead-letter topic {topic}.DLT exists"),
     ] {
         assert!(stdout.contains(&line), "{line:?} missing: {stdout}");
     }
@@ -259,6 +259,8 @@ fn json_logs_carry_the_record_span_when_its_level_is_on() {
         .args(["--config", config.to_str().expect("utf-8 path")])
         .args(["--set", "kafka.logging.format=json"])
         .args(["--set", "logging.level.kafka_listener.record=debug"])
+        // The embedded cluster of its properties file, whatever broker the suite runs.
+        .env_remove("KAFKA_BOOTSTRAP_SERVERS")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -266,6 +268,12 @@ fn json_logs_carry_the_record_span_when_its_level_is_on() {
         .spawn()
         .expect("spawn quickstart");
     let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
     let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let sink = std::sync::Arc::clone(&lines);
     let reader = std::thread::spawn(move || {
@@ -292,10 +300,11 @@ fn json_logs_carry_the_record_span_when_its_level_is_on() {
         .status();
     let status = child.wait().expect("wait");
     reader.join().expect("reader");
+    let errors = errors.join().expect("stderr reader");
     let lines = lines.lock().expect("lines").clone();
     assert!(
         status.success(),
-        "clean exit; output:\n{}",
+        "clean exit; output:\n{}\nstderr:\n{errors}",
         lines.join("\n")
     );
     assert!(!lines.is_empty(), "it logged");
