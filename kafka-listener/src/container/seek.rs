@@ -268,6 +268,15 @@ pub(super) fn seek_locked<C: ConsumerContext>(
         Duration::from_secs(10),
     )?;
     state.seeked(rewind_to, full);
+    // Delivery now resumes at the seek's offset: until the worker finishes a record there, a
+    // later seek from a handler (of a record taken before this one landed) must not go past
+    // it, nor may a failing seek leave a gap above it (the fault test found a second
+    // handler seek skipping records a first, lowered one had rewound to).
+    if let Offset::Offset(o) = offset {
+        state
+            .resume_at
+            .store(o, std::sync::atomic::Ordering::Release);
+    }
     state.seek_pending.store(false, Ordering::Release);
     drop(queue);
     state.wake.notify_one();
