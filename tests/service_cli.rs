@@ -259,6 +259,7 @@ fn json_logs_carry_the_record_span_when_its_level_is_on() {
         .args(["--config", config.to_str().expect("utf-8 path")])
         .args(["--set", "kafka.logging.format=json"])
         .args(["--set", "logging.level.kafka_listener.record=debug"])
+        .args(["--set", "kafka.management.port=0"])
         // The embedded cluster of its properties file, whatever broker the suite runs.
         .env_remove("KAFKA_BOOTSTRAP_SERVERS")
         .env_remove("RUST_LOG")

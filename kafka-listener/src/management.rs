@@ -5,11 +5,11 @@
 //! | path | answers |
 //! |---|---|
 //! | `/health/live` (also `/actuator/health/liveness`) | 200 while no consumer died; 503 once one did (the process then exits with code 4) |
-//! | `/health/ready` (also `/actuator/health/readiness`) | 200 once every running listener's consumers are in their group (an empty assignment counts: more consumers than partitions is legitimately idle) and no circuit breaker is open; 503 before that, while a breaker is open, after a consumer died, and from the start of shutdown |
+//! | `/health/ready` (also `/actuator/health/readiness`) | 200 once every running listener's consumers are in their group (an empty assignment counts: more consumers than partitions is legitimately idle) and no circuit breaker is open; 503 while the application starts, before that, while a breaker is open, after a consumer died, and from the start of shutdown |
 //! | `/metrics` (also `/actuator/prometheus`) | the Prometheus text format (see [`telemetry`](crate::telemetry)) |
 //! | `/` | the status page: listeners, groups, partitions with their committed lag and a chart of its last minutes, paused / stopped / circuit-breaker state, recent failures and dead letters (served from the binary; no CDN) |
 //! | `/status` | what the page shows, as JSON |
-//! | `POST /actions/<listener>/<action>` | `pause`, `resume`, `stop`, `start`, `reset-breaker`: only with `Authorization: Bearer <kafka.management.token>`; 403 without a configured token, 401 with a wrong or missing one |
+//! | `POST /actions/<listener>/<action>` | `pause`, `resume`, `stop`, `start`, `reset-breaker`: only with `Authorization: Bearer <kafka.management.token>`; 403 without a configured token, 401 with a wrong or missing one, 409 once shutdown began |
 //!
 //! A listener stopped or paused on purpose keeps both up: readiness looks at running
 //! containers only, and a pause is not a failure. Health bodies are JSON in Spring Boot
@@ -39,6 +39,8 @@ struct Shared {
     registry: WeakRegistry,
     prometheus: Option<PrometheusHandle>,
     shutting_down: AtomicBool,
+    /// The listeners were started (before: not ready).
+    started: AtomicBool,
     /// `kafka.management.token`: actions need it.
     token: Option<String>,
     /// Each partition's committed lag over the last minutes: (listener, topic, partition) to
@@ -58,7 +60,15 @@ pub(crate) struct Management {
     address: SocketAddr,
     shared: Arc<Shared>,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Management {
+    /// Dropped without [`Management::stop`] (a start that failed later, an application dropped
+    /// without shutdown): the server and the sampler stop anyway.
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 impl std::fmt::Debug for Shared {
@@ -96,6 +106,7 @@ impl Management {
             registry,
             prometheus,
             shutting_down: AtomicBool::new(false),
+            started: AtomicBool::new(false),
             token: token.filter(|t| !t.is_empty()),
             history: Mutex::new(HashMap::new()),
         });
@@ -136,7 +147,7 @@ impl Management {
             address,
             shared,
             stop,
-            task,
+            task: Some(task),
         })
     }
 
@@ -145,15 +156,22 @@ impl Management {
         self.address
     }
 
-    /// Shutdown began: readiness goes down, liveness stays up.
+    /// The listeners were started: readiness may go up.
+    pub(crate) fn started(&self) {
+        self.shared.started.store(true, Ordering::Release);
+    }
+
+    /// Shutdown began: readiness goes down, liveness stays up, actions are refused.
     pub(crate) fn shutting_down(&self) {
         self.shared.shutting_down.store(true, Ordering::Release);
     }
 
     /// Stops serving (requests in progress finish).
-    pub(crate) async fn stop(self) {
+    pub(crate) async fn stop(mut self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
     }
 }
 
@@ -181,6 +199,12 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
         return health(
             false,
             json!({ "status": "DOWN", "details": { "error": cause } }),
+        );
+    }
+    if !shared.started.load(Ordering::Acquire) {
+        return health(
+            false,
+            json!({ "status": "DOWN", "details": { "reason": "starting" } }),
         );
     }
     let registry = match shared.registry.upgrade() {
@@ -259,18 +283,21 @@ fn sample(shared: &Shared) {
     };
     let now = crate::retry_topic::now_ms() / 1000;
     let mut history = shared.history.lock().unwrap_or_else(|p| p.into_inner());
+    let mut current = std::collections::HashSet::new();
     for c in registry.containers.get().into_iter().flatten() {
         for (topic, partition, lag, _) in c.partition_status() {
             let Some(lag) = lag else { continue };
-            let series = history
-                .entry((c.listener_id().to_owned(), topic, partition))
-                .or_default();
+            let key = (c.listener_id().to_owned(), topic, partition);
+            current.insert(key.clone());
+            let series = history.entry(key).or_default();
             if series.len() == HISTORY {
                 series.pop_front();
             }
             series.push_back((now, lag));
         }
     }
+    // Partitions that moved away start a new chart if they come back.
+    history.retain(|k, _| current.contains(k));
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
@@ -348,12 +375,16 @@ async fn action(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-        tracing::warn!(%listener, %action, "status page action refused: missing or wrong token");
+        // Nothing from the request is logged before it is authenticated.
+        tracing::warn!("status page action refused: missing or wrong token");
         return (
             StatusCode::UNAUTHORIZED,
             "a valid Authorization: Bearer token is needed\n",
         )
             .into_response();
+    }
+    if shared.shutting_down.load(Ordering::Acquire) {
+        return (StatusCode::CONFLICT, "shutting down: no actions\n").into_response();
     }
     let Some(container) = shared
         .registry

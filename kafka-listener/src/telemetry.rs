@@ -28,10 +28,13 @@
 //! | `kafka_listener_running` | gauge | `listener` | 1 while started |
 //!
 //! The per-partition gauges come from librdkafka's statistics, every
-//! `kafka.management.lag-interval` (5 s), so their resolution is that interval; a partition's
-//! series disappear a few intervals after it was revoked. The end offset is the one the
-//! consumer last fetched: a partition whose prefetch queue is full (its worker far behind)
-//! fetches less often, so its lag can lag behind by a fetch.
+//! `kafka.management.lag-interval` (5 s), so their resolution is that interval; a partition
+//! that moved to another consumer reports 0 here from the next tick on (its new owner reports
+//! it), so summing over a group's pods counts each partition once. The end offset is the one
+//! the consumer last fetched: a partition whose prefetch queue is full (its worker far behind)
+//! or that is paused fetches less often, so its lag can lag behind by a fetch. Before the
+//! group's first commit on a partition the lag counts from the log start under
+//! `auto-offset-reset=earliest` and is not reported otherwise.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -149,13 +152,17 @@ impl ListenerMeters {
         }
     }
 
-    /// A commit answered after `took`.
-    pub(crate) fn commit(&self, took: Duration, ok: bool) {
-        if ok {
-            self.commit_ok.record(took);
-        } else {
-            self.commit_failed.record(took);
-            self.commit_failures.increment(1);
+    /// A commit answered (after `took`, when timed).
+    pub(crate) fn commit(&self, took: Option<Duration>, ok: bool) {
+        match (ok, took) {
+            (true, Some(took)) => self.commit_ok.record(took),
+            (true, None) => {}
+            (false, took) => {
+                if let Some(took) = took {
+                    self.commit_failed.record(took);
+                }
+                self.commit_failures.increment(1);
+            }
         }
     }
 }
@@ -246,7 +253,8 @@ pub(crate) struct PartitionSample<'a> {
     pub(crate) end: i64,
     /// The group's committed offset as librdkafka knows it (< 0: none yet).
     pub(crate) committed: i64,
-    /// The log start offset (a group with no commit starts there under `earliest`).
+    /// The log start offset (a group with no commit starts there under `earliest`); `-1` when
+    /// the group would not start there.
     pub(crate) start: i64,
     /// Our own finished position (< 0: nothing finished since assignment).
     pub(crate) finished: i64,
@@ -256,10 +264,31 @@ impl PartitionGauges {
     /// Sets the gauges of the partitions in `samples`, and forgets the others (revoked).
     pub(crate) fn update(&self, samples: &[PartitionSample<'_>], now: Instant) {
         let mut progress = self.progress.lock().unwrap_or_else(|p| p.into_inner());
+        // A partition that moved away: its series go to 0 here (its new owner reports it),
+        // so a sum over the group's pods counts it once. The series stay (one per partition
+        // of the subscribed topics at most).
         progress.retain(|(t, p), _| {
-            samples
+            let kept = samples
                 .iter()
-                .any(|s| s.topic == t.as_str() && s.partition == *p)
+                .any(|s| s.topic == t.as_str() && s.partition == *p);
+            if !kept {
+                if let Some(s) = samples.first() {
+                    let labels = [
+                        Label::new("listener", s.listener.to_owned()),
+                        Label::new("group", s.group.to_owned()),
+                        Label::new("topic", t.clone()),
+                        Label::new("partition", p.to_string()),
+                    ];
+                    for name in [
+                        "kafka_listener_committed_lag",
+                        "kafka_listener_seconds_since_last_commit",
+                        "kafka_listener_seconds_since_last_record",
+                    ] {
+                        metrics::gauge!(name, labels.iter()).set(0.0);
+                    }
+                }
+            }
+            kept
         });
         for s in samples {
             let labels = [
@@ -346,18 +375,24 @@ pub(crate) fn listener_gauges(
 
 /// The process's Prometheus recorder: installed on first use. `None` when another recorder
 /// was installed first (the application's own: our metrics go there instead).
-pub(crate) fn prometheus(idle_after: Duration) -> Option<PrometheusHandle> {
+pub(crate) fn prometheus(upkeep_every: Duration) -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new()
-                // Gauges of revoked partitions stop being refreshed: drop them.
-                .idle_timeout(metrics_util::MetricKindMask::GAUGE, Some(idle_after))
-                .build_recorder();
+            let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
             match metrics::set_global_recorder(recorder) {
                 Ok(()) => {
                     enable_handler_timing();
+                    // Histogram samples are drained by upkeep (or a scrape): without it, a
+                    // service nobody scrapes would keep every sample.
+                    let upkeep = handle.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("kl-metrics-upkeep".into())
+                        .spawn(move || loop {
+                            std::thread::sleep(upkeep_every);
+                            upkeep.run_upkeep();
+                        });
                     Some(handle)
                 }
                 Err(_) => {
@@ -369,10 +404,8 @@ pub(crate) fn prometheus(idle_after: Duration) -> Option<PrometheusHandle> {
         .clone()
 }
 
-/// How long a gauge may go without an update before the exporter drops it.
-pub(crate) fn idle_after(lag_interval: Duration) -> Duration {
-    (lag_interval * 4).max(Duration::from_secs(20))
-}
+/// How often the recorder's upkeep drains histogram samples.
+pub(crate) const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 #[cfg(test)]
 mod tests {

@@ -167,7 +167,19 @@ impl TestApp {
     pub async fn await_committed(&self, listener: &str, timeout: Duration) -> Result<()> {
         let container = self.container(listener)?;
         let props = container.properties();
-        let (group, topics) = (props.group_id.clone(), props.topics.clone());
+        // Named topics, explicit partitions' topics, and what a pattern matched.
+        let mut topics = props.topics.clone();
+        for t in props
+            .partitions
+            .iter()
+            .map(|tp| tp.topic.clone())
+            .chain(container.assigned_partitions().into_iter().map(|(t, _)| t))
+        {
+            if !topics.contains(&t) {
+                topics.push(t);
+            }
+        }
+        let group = props.group_id.clone();
         let bootstrap = self.app.bootstrap_servers().to_owned();
         let id = listener.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -218,7 +230,8 @@ impl TestApp {
     }
 
     /// Reads `topic` from the beginning until `n` records arrived (its dead letters, say, or
-    /// what a listener forwarded), at most for `timeout`; returns what it read.
+    /// what a listener forwarded); an error saying how many came if fewer did within
+    /// `timeout`.
     pub async fn records(
         &self,
         topic: &str,
@@ -271,6 +284,12 @@ impl TestApp {
                     }
                     out.push(r);
                 }
+            }
+            if out.len() < n {
+                return Err(Error::Listener {
+                    id: "testing".into(),
+                    message: format!("{} of {n} records on {topic} within {timeout:?}", out.len()),
+                });
             }
             Ok(out)
         })

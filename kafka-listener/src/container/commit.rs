@@ -49,16 +49,19 @@ impl ConsumerCore {
     }
 
     pub(super) fn apply_commit_outcome(&self, outcome: &CommitOutcome) {
-        if let Some(sent_at) = self
-            .commit_sent_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            let ok = outcome.error.is_none()
-                && outcome.partitions.iter().all(|(_, _, _, e)| e.is_none());
-            self.counters.meters.commit(sent_at.elapsed(), ok);
-        }
+        let ok =
+            outcome.error.is_none() && outcome.partitions.iter().all(|(_, _, _, e)| e.is_none());
+        let sent_at = if self.counters.meters.timed {
+            self.commit_sent_at
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take()
+        } else {
+            None
+        };
+        self.counters
+            .meters
+            .commit(sent_at.map(|s| s.elapsed()), ok);
         let sent = self
             .in_flight
             .lock()
@@ -123,14 +126,16 @@ impl ConsumerCore {
                     sent.push((Arc::clone(state), state.epoch_and_generation().1));
                 }
                 *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) = Some(sent);
-                *self
-                    .commit_sent_at
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                if self.counters.meters.timed {
+                    *self
+                        .commit_sent_at
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                }
                 true
             }
             Err(e) => {
-                self.counters.meters.commit(Duration::ZERO, false);
+                self.counters.meters.commit(None, false);
                 tracing::warn!(consumer = %self.name, error = ?e, offsets = %describe(&tpl), "commit failed; will retry");
                 false
             }
@@ -185,12 +190,12 @@ pub(super) fn commit<C: ConsumerContext>(
     if picked.is_empty() {
         return 0;
     }
-    let started = Instant::now();
+    let started = meters.timed.then(Instant::now);
     let result = consumer.commit(&tpl, mode);
     // An asynchronous commit's answer comes later (and is not reported here): only its
     // failure to be sent counts.
     if matches!(mode, CommitMode::Sync) || result.is_err() {
-        meters.commit(started.elapsed(), result.is_ok());
+        meters.commit(started.map(|s| s.elapsed()), result.is_ok());
     }
     match result {
         Ok(()) => {

@@ -59,6 +59,8 @@ pub(crate) struct ConsumerCore {
     pub(super) commit_sent_at: Mutex<Option<std::time::Instant>>,
     /// The per-partition lag and timing gauges, refreshed by librdkafka's statistics.
     pub(super) gauges: crate::telemetry::PartitionGauges,
+    /// It ran an assignment callback (an empty one counts: it is in its group).
+    pub(super) joined: AtomicBool,
 }
 
 impl ConsumerCore {
@@ -87,7 +89,18 @@ impl ConsumerCore {
             in_flight: Mutex::new(None),
             commit_sent_at: Mutex::new(None),
             gauges: crate::telemetry::PartitionGauges::default(),
+            joined: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a partition without a committed offset starts at its log start.
+    fn starts_at_earliest(&self) -> bool {
+        self.props
+            .client_config
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "auto.offset.reset")
+            .is_some_and(|(_, v)| v == "earliest" || v == "smallest" || v == "beginning")
     }
 
     /// Whether the consumer reads only committed transactional records (librdkafka's default,
@@ -99,6 +112,11 @@ impl ConsumerCore {
             .rev()
             .find(|(k, _)| k == "isolation.level")
             .is_none_or(|(_, v)| v != "read_uncommitted")
+    }
+
+    /// Whether it is in its group (or was given its partitions).
+    pub(crate) fn has_joined(&self) -> bool {
+        self.joined.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How many of its partitions are paused (all of them while the application paused the
@@ -194,7 +212,11 @@ impl ClientContext for CoreContext {
                     committed: p
                         .map_or(-1, |p| p.committed_offset)
                         .max(state.offsets.confirmed_offset()),
-                    start: p.map_or(-1, |p| p.lo_offset),
+                    start: if core.starts_at_earliest() {
+                        p.map_or(-1, |p| p.lo_offset)
+                    } else {
+                        -1
+                    },
                     finished: state.offsets.finished_offset(),
                 }
             })

@@ -453,10 +453,13 @@ impl ListenerContainer {
         self.inner.counters.recent.list()
     }
 
-    /// Whether its consumers are in their group (they ran an assignment callback since the
-    /// last start, empty assignments included), or its partitions were assigned directly.
+    /// Whether every one of its consumers is in its group (each ran an assignment callback
+    /// since the last start, empty assignments included), or was given its partitions
+    /// directly. `false` while it is not running.
     pub fn has_joined(&self) -> bool {
-        self.inner.counters.assignments.load(Ordering::Acquire) > 0
+        lock(&self.inner.running)
+            .as_ref()
+            .is_some_and(|r| !r.cores.is_empty() && r.cores.iter().all(|c| c.has_joined()))
     }
 
     /// The per-listener gauges of the metrics (read when they are rendered).

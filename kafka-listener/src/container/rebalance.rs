@@ -81,6 +81,7 @@ impl ConsumerCore {
         }
         // Also an empty assignment: the consumer is in its group (readiness).
         self.counters.assignments.fetch_add(1, Ordering::Release);
+        self.joined.store(true, Ordering::Release);
         self.counters.meters.assigned.increment(1);
         let mut assigned = self.assigned();
         for elem in tpl.elements() {

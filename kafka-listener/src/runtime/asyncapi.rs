@@ -26,8 +26,15 @@ fn channel_id(name: &str) -> String {
 
 /// The message a listener takes, for `components.messages`.
 fn message(def: &ListenerDefinition) -> Value {
+    // The type as written, maybe qualified (`kafka_listener::Json<Order>`).
+    let is_json = |t: &str| {
+        t.split('<')
+            .next()
+            .and_then(|head| head.rsplit("::").next())
+            .is_some_and(|name| name.trim() == "Json")
+    };
     let content_type = match def.payload_type {
-        Some(t) if t.starts_with("Json") => "application/json",
+        Some(t) if is_json(t) => "application/json",
         Some(_) => "text/plain",
         None => "application/octet-stream",
     };

@@ -413,11 +413,10 @@ impl ApplicationBuilder {
         }
 
         // The metrics recorder goes in before any container registers its handles.
-        let prometheus = settings.management.port.and_then(|_| {
-            crate::telemetry::prometheus(crate::telemetry::idle_after(
-                settings.management.lag_interval,
-            ))
-        });
+        let prometheus = settings
+            .management
+            .port
+            .and_then(|_| crate::telemetry::prometheus(crate::telemetry::UPKEEP_EVERY));
         let runtime = tokio::runtime::Handle::current();
         let registry = ListenerRegistry::default();
         // Each listener's own topics (a retry-topic container's recoverer needs its main ones).
@@ -539,6 +538,9 @@ impl ApplicationBuilder {
                 message: e.to_string(),
             })?
             .map_err(|e| attach_origin(e, &settings))?;
+        if let Some(m) = &management {
+            m.started();
+        }
         Ok(Application {
             registry,
             containers,

@@ -56,13 +56,17 @@ pub(super) fn needed(plans: &[ListenerPlan]) -> Vec<Needed> {
                 });
             }
         }
-        // Derived topics take the declaration's replicas and configs, and the source's
-        // partitions at least.
+        // Derived topics take the declaration's partitions and replicas (not its configs: a
+        // compacted or short-lived source must not make its dead letters so), and the
+        // source's partitions at least.
         let derived = |topic: String, source: &str| Needed {
             listener: id.clone(),
             topic,
             source: Some(source.to_owned()),
-            spec: spec.clone(),
+            spec: NewTopicSpec {
+                configs: Vec::new(),
+                ..spec.clone()
+            },
         };
         let main_of_chain = p.retry_topic.is_some() && p.props.retry_topic_max_delay.is_none();
         if main_of_chain {
@@ -132,11 +136,30 @@ pub(super) fn create_missing(
     let existing = partitions_of(&consumer)?;
     let mut to_create = Vec::new();
     for n in needed {
+        // A derived topic whose source neither exists nor is created here: its partitions are
+        // unknown, so it is left for when the source is there.
+        if let Some(source) = &n.source {
+            let source_created = needed
+                .iter()
+                .any(|m| &m.topic == source && m.source.is_none());
+            if !existing.contains_key(source) && !source_created {
+                tracing::warn!(listener = %n.listener, topic = %n.topic, %source,
+                    "not created: its source topic does not exist yet (its partition count is unknown)");
+                continue;
+            }
+        }
+        let declared_source = n.source.as_ref().and_then(|s| {
+            needed
+                .iter()
+                .find(|m| &m.topic == s && m.source.is_none())
+                .and_then(|m| m.spec.partitions)
+        });
         let want = n
             .source
             .as_ref()
             .and_then(|s| existing.get(s).copied())
             .unwrap_or(0)
+            .max(declared_source.unwrap_or(0) as usize)
             .max(n.spec.partitions.unwrap_or(1) as usize)
             .max(1);
         match existing.get(&n.topic) {
