@@ -951,10 +951,22 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
         if done {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "seed {seed}: phase 2 never finished every record (end {end:?}, {s:?})"
-        );
+        if Instant::now() >= deadline {
+            let missing: Vec<(i32, Vec<i64>)> = (0..PARTITIONS)
+                .map(|p| {
+                    let f = finished.get(&p);
+                    let from = resume_from.get(&p).copied().unwrap_or(0);
+                    let gaps: Vec<i64> = (from..end[&p])
+                        .filter(|o| !f.is_some_and(|f| f.contains(o)))
+                        .take(10)
+                        .collect();
+                    (p, gaps)
+                })
+                .collect();
+            panic!(
+                "seed {seed}: phase 2 never finished every record (from {resume_from:?}, end {end:?}, first unfinished {missing:?}, {s:?})"
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let report = app.shutdown().await;
