@@ -748,6 +748,37 @@ async fn committed(bs: &str, group: &str, topic: &str) -> HashMap<i32, i64> {
     panic!("reading committed offsets of {group} failed three times: {last:?}")
 }
 
+/// Waits (at most 30 s) until consumer group `group` has no members.
+async fn group_left(bs: &str, group: &str) {
+    let (bs, group) = (bs.to_owned(), group.to_owned());
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        let consumer: BaseConsumer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", &bs)
+            .create()
+            .expect("group lookup client");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let members = consumer
+                .fetch_group_list(Some(&group), Duration::from_secs(5))
+                .ok()
+                .map(|list| {
+                    list.groups()
+                        .iter()
+                        .map(|g| g.members().len())
+                        .sum::<usize>()
+                });
+            if members == Some(0) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("group {group} still has members after 30 s; phase 2 starts anyway");
+    })
+    .await
+    .expect("group lookup task");
+}
+
 /// Checks that every offset below each committed offset has finished.
 async fn commits_never_pass_unfinished(
     s: &Schedule,
@@ -933,6 +964,12 @@ async fn one_case(seed: u64, broker: &str, embedded: bool, long: bool) {
     }
     if s.dlt_late && !s.steps.iter().any(|st| matches!(st, Step::CreateDlt)) {
         create_dlt(&run, bs, &topic).await;
+    }
+    // Phase 2 stands for a new process, which starts once the old one exited. A consumer that
+    // did not close by phase 1's shutdown deadline lingers in this process (a real process
+    // would have exited) and stays a member for a while: wait until the group has none.
+    if run.cluster.is_none() {
+        group_left(bs, &group).await;
     }
     let resume_from = committed(bs, &group, &topic).await;
     let log_mark = run.log.lock().expect("log").len();
