@@ -27,6 +27,12 @@ fn calls_of(key: &str) -> Vec<Call> {
 /// `flaky-*` fails on its first two calls; `poison-*` always; anything else succeeds.
 #[kafka_listener(id = "retried", topics = "${rt.topic}", group_id = "${rt.group}")]
 async fn retried(record: ConsumerRecord) -> Result<(), BoxError> {
+    flaky_or_poison(&CALLS, &record)
+}
+
+/// Notes the call in `log` (key, topic, Spring's attempts header: 1 on the main topic,
+/// when); `poison-*` fails always, `flaky-*` on its first two calls.
+fn flaky_or_poison(log: &Mutex<Vec<Call>>, record: &ConsumerRecord) -> Result<(), BoxError> {
     let key = String::from_utf8_lossy(record.key().unwrap_or_default()).into_owned();
     let attempt = record
         .headers()
@@ -36,7 +42,7 @@ async fn retried(record: ConsumerRecord) -> Result<(), BoxError> {
             u32::from_be_bytes(v.try_into().expect("4-byte attempts"))
         });
     let calls = {
-        let mut all = CALLS.lock().expect("calls");
+        let mut all = log.lock().expect("calls");
         all.push((
             key.clone(),
             record.topic().to_owned(),
@@ -237,28 +243,7 @@ static SINGLE_CALLS: Mutex<Vec<Call>> = Mutex::new(Vec::new());
     retry(attempts = 4, backoff = "500ms", single_topic = true)
 )]
 async fn retried_single(record: ConsumerRecord) -> Result<(), BoxError> {
-    let key = String::from_utf8_lossy(record.key().unwrap_or_default()).into_owned();
-    let attempt = record
-        .headers()
-        .last(headers::ATTEMPTS)
-        .flatten()
-        .map_or(1, |v| {
-            u32::from_be_bytes(v.try_into().expect("4-byte attempts"))
-        });
-    let calls = {
-        let mut all = SINGLE_CALLS.lock().expect("calls");
-        all.push((
-            key.clone(),
-            record.topic().to_owned(),
-            attempt,
-            Instant::now(),
-        ));
-        all.iter().filter(|c| c.0 == key).count()
-    };
-    if key.starts_with("poison") || (key.starts_with("flaky") && calls <= 2) {
-        return Err(format!("{key} failed").into());
-    }
-    Ok(())
+    flaky_or_poison(&SINGLE_CALLS, &record)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

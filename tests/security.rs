@@ -217,6 +217,33 @@ fn acl(args: &[&str]) {
     assert!(status.success(), "acls {args:?}");
 }
 
+/// Lets `bob` read and describe `topic` (nothing on any group).
+fn bob_may_read(topic: &str) {
+    acl(&[
+        "--add",
+        "--allow-principal",
+        "User:bob",
+        "--operation",
+        "Read",
+        "--operation",
+        "Describe",
+        "--topic",
+        topic,
+    ]);
+}
+
+/// Takes `bob`'s ACLs on `topic` away again.
+fn bob_may_not_read(topic: &str) {
+    acl(&[
+        "--remove",
+        "--force",
+        "--allow-principal",
+        "User:bob",
+        "--topic",
+        topic,
+    ]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_principal_without_acls_gets_an_authorization_error_naming_the_topic_then_the_group() {
     init_logging();
@@ -234,17 +261,7 @@ async fn a_principal_without_acls_gets_an_authorization_error_naming_the_topic_t
         "names the topic: {message}"
     );
 
-    acl(&[
-        "--add",
-        "--allow-principal",
-        "User:bob",
-        "--operation",
-        "Read",
-        "--operation",
-        "Describe",
-        "--topic",
-        &topic,
-    ]);
+    bob_may_read(&topic);
     let error = start_secure(&sasl, &topic, &group, &bob)
         .await
         .expect_err("bob may not use the group");
@@ -254,14 +271,7 @@ async fn a_principal_without_acls_gets_an_authorization_error_naming_the_topic_t
         "names the group: {message}"
     );
     assert!(!message.contains("bob-secret"));
-    acl(&[
-        "--remove",
-        "--force",
-        "--allow-principal",
-        "User:bob",
-        "--topic",
-        &topic,
-    ]);
+    bob_may_not_read(&topic);
 }
 
 fn orders_over_sasl(
@@ -420,17 +430,7 @@ async fn check_names_a_denied_group_and_exits_1() {
     let Some((sasl, ca)) = secured() else { return };
     let (topic, group) = (unique("check-bob"), unique("check-bob-g"));
     create_topic(&plain, &topic, 1).await;
-    acl(&[
-        "--add",
-        "--allow-principal",
-        "User:bob",
-        "--operation",
-        "Read",
-        "--operation",
-        "Describe",
-        "--topic",
-        &topic,
-    ]);
+    bob_may_read(&topic);
     let out = Command::new(orders_bin())
         .arg("check")
         .args(["--set", &format!("kafka.listener.orders.group-id={group}")])
@@ -449,14 +449,7 @@ async fn check_names_a_denied_group_and_exits_1() {
         .stdin(Stdio::null())
         .output()
         .expect("orders check");
-    acl(&[
-        "--remove",
-        "--force",
-        "--allow-principal",
-        "User:bob",
-        "--topic",
-        &topic,
-    ]);
+    bob_may_not_read(&topic);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

@@ -89,6 +89,16 @@ impl Probe {
         }
     }
 
+    /// `kill -9`, and waits for it to be gone.
+    fn kill9(&mut self) {
+        let status = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        let _ = self.child.wait();
+    }
+
     fn sigterm(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
@@ -213,12 +223,7 @@ async fn sigkill_during_a_nack_delay_loses_nothing(mode: &str) {
     while Instant::now() < until {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let status = Command::new("kill")
-        .args(["-KILL", &nacking.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let _ = nacking.child.wait();
+    nacking.kill9();
     let first_run = nacking.handled_keys();
     assert!(
         !first_run.contains("k1500"),
@@ -322,12 +327,7 @@ async fn sigkill_during_a_retry_topic_delay_loses_nothing() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut failing = failing;
-    let status = Command::new("kill")
-        .args(["-KILL", &failing.child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let _ = failing.child.wait();
+    failing.kill9();
     let output = failing.output();
     assert!(
         !output.lines().any(|l| l.ends_with(&format!(" {retry0}"))),

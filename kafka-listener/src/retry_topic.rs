@@ -328,15 +328,20 @@ mod tests {
         assert_eq!(retry_dlt("orders"), "orders-dlt");
     }
 
-    #[test]
-    fn a_records_place_comes_from_its_topic_not_from_headers_it_brought() {
-        let producer = crate::ProducerTemplate::from_producer(
+    /// A producer that is never used to send (the tests only ask where a record goes).
+    fn unreachable_producer() -> crate::ProducerTemplate {
+        crate::ProducerTemplate::from_producer(
             rdkafka::ClientConfig::new()
                 .set("bootstrap.servers", "127.0.0.1:1")
                 .create()
                 .expect("producer"),
             true,
-        );
+        )
+    }
+
+    #[test]
+    fn a_records_place_comes_from_its_topic_not_from_headers_it_brought() {
+        let producer = unreachable_producer();
         let r = RetryTopicRecoverer::new(producer, "g", 3, RetryPolicy::default())
             .for_topics(vec!["orders".into()]);
         // A replayed dead letter of another application, with its headers.
@@ -350,13 +355,7 @@ mod tests {
 
     #[test]
     fn on_a_shared_retry_topic_the_attempt_comes_from_the_copys_header_within_its_range() {
-        let producer = crate::ProducerTemplate::from_producer(
-            rdkafka::ClientConfig::new()
-                .set("bootstrap.servers", "127.0.0.1:1")
-                .create()
-                .expect("producer"),
-            true,
-        );
+        let producer = unreachable_producer();
         let r = RetryTopicRecoverer::new(
             producer,
             "g",

@@ -590,8 +590,6 @@ impl ListenerContainer {
             })?,
         };
         let props = &self.inner.props;
-        // Readiness waits for this start's consumers to be in their group.
-        self.inner.counters.assignments.store(0, Ordering::Release);
         if props.concurrency_per_partition > 1 && self.inner.handler.is_batch() {
             return Err(Error::Listener {
                 id: props.listener_id.clone(),

@@ -80,7 +80,6 @@ impl ConsumerCore {
             return;
         }
         // Also an empty assignment: the consumer is in its group (readiness).
-        self.counters.assignments.fetch_add(1, Ordering::Release);
         self.joined.store(true, Ordering::Release);
         self.counters.meters.assigned.increment(1);
         let mut assigned = self.assigned();

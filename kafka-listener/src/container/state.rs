@@ -345,9 +345,6 @@ pub(crate) struct Counters {
     pub(crate) breaker: Option<super::breaker::CircuitBreaker>,
     /// Its metric handles.
     pub(crate) meters: crate::telemetry::ListenerMeters,
-    /// Assignment callbacks its consumers ran (an empty assignment counts: the consumer is in
-    /// its group), for readiness.
-    pub(crate) assignments: AtomicU64,
     /// The last failures, for the status page.
     pub(crate) recent: crate::telemetry::RecentEvents,
 }
